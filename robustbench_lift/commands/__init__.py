@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each (see ``robustbench_lift.cli``)."""

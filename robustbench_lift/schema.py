@@ -1,0 +1,53 @@
+"""The long-format results table every part of the toolkit reads and writes.
+
+One row per (model, suite, corruption, severity, metric). Reports, ``compare`` and ``check`` consume only this
+table (plus the run manifest), so evaluators and probes add rows here and nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "CLEAN",
+    "ALL_SEVERITIES",
+    "Protocol",
+]
+
+#: Columns of ``results.csv`` in order.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "model",  # the model's name in the run (checkpoint stem unless given)
+    "pooling",  # max | avg | blur | lift | ... ("unknown" for external models without one)
+    "arch",  # architecture name
+    "suite",  # cifar10-c | imagenet-c | cifar10-p | imagenet-p | shift | reconstruction | custom name
+    "corruption",  # corruption / perturbation / probe protocol name, "clean", or an aggregate scope (see below)
+    "severity",  # 1..5 for corruption cells, difficulty for perturbations, 0 for clean and aggregates
+    "metric",  # e.g. top1_error, mce, flip_probability, consistency, psnr
+    "value",  # float; errors and rates are fractions in [0, 1] except where the metric name says "percent"
+    "ci_low",  # 95 % bootstrap CI over images (empty when none)
+    "ci_high",
+    "n",  # number of images (or sequences / pairs) behind the value
+    "protocol",  # human-readable description of how the number was produced, shown in reports
+)
+
+#: ``corruption`` value of the uncorrupted cell.
+CLEAN = "clean"
+#: ``severity`` value of rows aggregated over severities (and of clean rows).
+ALL_SEVERITIES = 0
+
+
+class Protocol:
+    """Canonical protocol strings, so the same number is labelled the same way everywhere."""
+
+    TOP1_ERROR = "top-1 error on the cell's images"
+    TOP5_ERROR = "top-5 error on the cell's images"
+    MEAN_CORRUPTION_ERROR = "mean corruption error: unnormalised mean of top-1 error over the 15x5 benchmark cells"
+    MCE_ALEXNET = "mCE, AlexNet-normalised (Hendrycks & Dietterich, ImageNet-C)"
+    REL_MCE_ALEXNET = "relative mCE, AlexNet-normalised"
+
+    @staticmethod
+    def mce_baseline(model: str) -> str:
+        return f"mCE, normalised by baseline model {model!r} (= 100)"
+
+    @staticmethod
+    def rel_mce_baseline(model: str) -> str:
+        return f"relative mCE, normalised by baseline model {model!r} (= 100)"
