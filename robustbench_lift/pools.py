@@ -122,3 +122,14 @@ def _maxblur(channels: int, filt_size: int = 3, pad_mode: str = "reflect") -> nn
     from robustbench_lift.blur import MaxBlurPool2d
 
     return MaxBlurPool2d(channels, filt_size=filt_size, stride=2, pad_mode=pad_mode)
+
+
+@register_pool("lift", learned=True)
+def _lift(
+    channels: int, kernel_size: int = 5, bands: str = "all", lambda_u: float = 0.01, lambda_p: float = 0.1
+) -> nn.Module:
+    from robustbench_lift.lift import LiftDownPool2d
+
+    return LiftDownPool2d(
+        channels, kernel_size=kernel_size, bands=bands, lambda_u=lambda_u, lambda_p=lambda_p
+    )
