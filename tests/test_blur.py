@@ -56,7 +56,7 @@ def test_pad_nd_extends_reflect_beyond_input():
     x = torch.arange(3.0).view(1, 1, 1, 3)
     # The mirror 0 1 2 1 | 0 1 2 | 1 0 1 continued periodically (period 2 * (3 - 1)).
     assert pad_nd(x, (4, 3, 0, 0), "reflect").flatten().tolist() == [0, 1, 2, 1, 0, 1, 2, 1, 0, 1]
-    torch.testing.assert_close(pad_nd(x, (1, 1, 0, 0), "reflect"), F.pad(x, (1, 1), mode="reflect"))
+    torch.testing.assert_close(pad_nd(x, (1, 1, 0, 0), "reflect"), F.pad(x, (1, 1, 0, 0), mode="reflect"))
     assert pad_nd(torch.ones(1, 1, 1, 1), (0, 0, 2, 1), "reflect").shape == (1, 1, 4, 1)
 
 
