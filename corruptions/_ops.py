@@ -1,0 +1,162 @@
+"""Shared batched tensor helpers of the corruption functions.
+
+All functions take float32 tensors of shape (N, C, H, W) (or (N, H, W) planes where said) and work on any device.
+Boundary modes follow scipy.ndimage's names, because the reference filters with scipy / scikit-image:
+
+* ``"nearest"``: ``a a | a b c d | d d`` (edge replicated; scikit-image ``gaussian``'s default);
+* ``"reflect"``: ``b a | a b c d | d c`` (half-sample symmetric, edge repeated);
+* ``"mirror"``: ``c b | a b c d | c b`` (whole-sample symmetric, OpenCV's ``BORDER_REFLECT_101``);
+* ``"wrap"``: ``c d | a b c d | a b``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "MODES",
+    "boundary_index",
+    "gaussian_kernel1d",
+    "gaussian_radius",
+    "filter_matrix",
+    "separable_filter",
+    "gaussian_blur",
+    "filter2d",
+    "rgb_to_gray",
+    "to_rgb",
+    "from_rgb",
+]
+
+MODES = ("nearest", "reflect", "mirror", "wrap")
+
+
+def boundary_index(n: int, pad_before: int, pad_after: int, mode: str) -> Tensor:
+    """Source indices of an axis of length ``n`` padded by ``pad_before`` / ``pad_after`` (any length) in ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown boundary mode {mode!r}; valid: {', '.join(MODES)}")
+    i = torch.arange(-pad_before, n + pad_after)
+    if mode == "nearest":
+        return i.clamp(0, n - 1)
+    if mode == "wrap":
+        return i.remainder(n)
+    if mode == "reflect":
+        m = i.remainder(2 * n)
+        return torch.where(m >= n, 2 * n - 1 - m, m)
+    if n == 1:  # mirror of a single sample
+        return torch.zeros_like(i)
+    m = i.remainder(2 * n - 2)
+    return torch.where(m >= n, 2 * n - 2 - m, m)
+
+
+def gaussian_radius(sigma: float, truncate: float = 4.0) -> int:
+    """scipy.ndimage's kernel radius: ``int(truncate * sigma + 0.5)``."""
+    return int(truncate * float(sigma) + 0.5)
+
+
+def gaussian_kernel1d(sigma: float, radius: int) -> Tensor:
+    """Normalised 1D Gaussian taps ``exp(-x^2 / (2 sigma^2))`` for x in [-radius, radius] (float64)."""
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    if sigma <= 0:
+        return (x == 0).to(torch.float64)
+    k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+@lru_cache(maxsize=64)
+def _filter_matrix_cached(n: int, taps: tuple[float, ...], mode: str) -> Tensor:
+    k = torch.tensor(taps, dtype=torch.float64)
+    r = (len(taps) - 1) // 2
+    idx = boundary_index(n, r, len(taps) - 1 - r, mode)
+    mat = torch.zeros(n, n, dtype=torch.float64)
+    rows = torch.arange(n)
+    for t in range(len(taps)):
+        mat.index_put_((rows, idx[rows + t]), k[t].expand(n), accumulate=True)
+    return mat.to(torch.float32)
+
+
+def filter_matrix(n: int, taps: Tensor, mode: str) -> Tensor:
+    """The (n, n) matrix of a 1D correlation with ``taps`` (odd length, centred) and boundary ``mode``."""
+    return _filter_matrix_cached(int(n), tuple(float(t) for t in taps.tolist()), mode)
+
+
+def _filter_axis(x: Tensor, taps: Tensor, mode: str, dim: int) -> Tensor:
+    """Correlate (N, C, H, W) along ``dim`` (2 or 3) with odd-length ``taps``."""
+    n = x.shape[dim]
+    k = taps.numel()
+    if k == 1:
+        return x * float(taps[0])
+    r = (k - 1) // 2
+    # A direct correlation costs k MACs per value, the matrix product n (but runs at BLAS speed): pick the cheaper.
+    if k > 24 and k * 4 > n:
+        mat = filter_matrix(n, taps, mode).to(x.device)
+        return torch.matmul(mat, x) if dim == 2 else torch.matmul(x, mat.t())
+    idx = boundary_index(n, r, k - 1 - r, mode).to(x.device)
+    xp = x.index_select(dim, idx)
+    b, c, h, w = xp.shape
+    weight = taps.to(device=x.device, dtype=x.dtype)
+    weight = weight.view(1, 1, k, 1) if dim == 2 else weight.view(1, 1, 1, k)
+    return F.conv2d(xp.reshape(b * c, 1, h, w), weight).reshape(
+        b, c, *([h - k + 1, w] if dim == 2 else [h, w - k + 1])
+    )
+
+
+def separable_filter(x: Tensor, taps_h: Tensor, taps_w: Tensor, mode: str = "nearest") -> Tensor:
+    """Correlate each plane of (N, C, H, W) with ``taps_h`` along H then ``taps_w`` along W."""
+    return _filter_axis(_filter_axis(x, taps_h, mode, 2), taps_w, mode, 3)
+
+
+def gaussian_blur(x: Tensor, sigma: float, *, mode: str = "nearest", truncate: float = 4.0) -> Tensor:
+    """Gaussian blur of every plane with scipy.ndimage / scikit-image semantics (``gaussian_filter``).
+
+    Args:
+        x: (N, C, H, W) float.
+        sigma: standard deviation in pixels (both axes); 0 returns ``x``.
+        mode: boundary mode (``MODES``).
+        truncate: the kernel's radius in sigmas.
+    """
+    if sigma <= 0:
+        return x
+    taps = gaussian_kernel1d(sigma, gaussian_radius(sigma, truncate))
+    return separable_filter(x, taps, taps, mode)
+
+
+def filter2d(x: Tensor, kernel: Tensor, mode: str = "mirror") -> Tensor:
+    """Correlate every plane of (N, C, H, W) with a 2D ``kernel`` (kh, kw), kernel anchored at its centre."""
+    kh, kw = kernel.shape
+    rh, rw = (kh - 1) // 2, (kw - 1) // 2
+    n, c, h, w = x.shape
+    ih = boundary_index(h, rh, kh - 1 - rh, mode).to(x.device)
+    iw = boundary_index(w, rw, kw - 1 - rw, mode).to(x.device)
+    xp = x.index_select(2, ih).index_select(3, iw).reshape(n * c, 1, h + kh - 1, w + kw - 1)
+    weight = kernel.to(device=x.device, dtype=x.dtype).view(1, 1, kh, kw)
+    return F.conv2d(xp, weight).reshape(n, c, h, w)
+
+
+def rgb_to_gray(x: Tensor) -> Tensor:
+    """ITU-R 601 luma (0.299, 0.587, 0.114) of (N, 3, H, W) -> (N, 1, H, W); (N, 1, H, W) is returned as is."""
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def to_rgb(x: Tensor) -> Tensor:
+    """(N, 1, H, W) replicated to (N, 3, H, W); RGB returned as is."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def from_rgb(y: Tensor, channels: int) -> Tensor:
+    """Back to ``channels`` channels: the mean over RGB for grayscale (what the reference backend does)."""
+    return y.mean(dim=1, keepdim=True) if channels == 1 else y
+
+
+def _check_sigma(sigma: float) -> float:
+    s = float(sigma)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    return s

@@ -1,0 +1,473 @@
+"""Corruption suites as data: which corruptions, which parameter per severity, written for which image size.
+
+Two suites are built in, with the severity tables of Hendrycks & Dietterich (ICLR 2019):
+
+* ``imagenet-c``: the ImageNet-C table, written for 224 px images;
+* ``cifar10-c``: the CIFAR-10-C table, written for 32 px images.
+
+Users define their own suite from a dict or a JSON file (``load_suite``), optionally starting from a built-in one
+(``"base": "imagenet-c"``) and overriding some parameters or selecting corruptions.
+
+Parameters are stored in the units the reference code uses. How they behave at another image size:
+
+* size-free parameters (noise levels, zoom factors, pixelate and contrast factors, JPEG quality, HSV shifts,
+  fog / frost / snow / spatter mixing weights) mean the same thing at every size;
+* pixel-unit parameters (blur sigmas and radii, glass-blur offsets, motion-blur radius, snow's blur radius and
+  spatter's blur sigmas) are applied in pixels as written, at every size - this is what
+  ``imagecorruptions`` does when it applies the ImageNet-C table to images of any size;
+* ``elastic_transform``'s three numbers are multiples of the image size (Hendrycks wrote them as ``244 * (...)``
+  for ImageNet and ``32 * (...)`` for CIFAR); they are stored as the pixel values at the native size and scaled by
+  ``min(H, W) / native_size``.
+
+Far from the native size the table no longer describes the corruption it was tuned for, so ``check_size`` warns
+(``SuiteSizeWarning``) when ``min(H, W)`` is more than ``SIZE_WARN_RATIO`` times larger or smaller than the native
+size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BENCHMARK",
+    "HELD_OUT",
+    "ALL_CORRUPTIONS",
+    "SIZE_WARN_RATIO",
+    "Suite",
+    "SuiteSizeWarning",
+    "SUITES",
+    "list_suites",
+    "get_suite",
+    "load_suite",
+    "resolve_suite",
+]
+
+#: The 15 benchmark corruptions in the canonical order (mCE averages these only).
+BENCHMARK: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+#: The 4 held-out corruptions (reported separately, never part of mCE).
+HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
+
+#: ``check_size`` warns when min(H, W) / native_size is above this ratio or below its inverse.
+SIZE_WARN_RATIO = 2.0
+
+# Number of entries a parameter tuple has, per corruption (None: a plain number; -1: a sequence of any length).
+_ARITY: dict[str, int | None] = {
+    "gaussian_noise": None,
+    "shot_noise": None,
+    "impulse_noise": None,
+    "speckle_noise": None,
+    "gaussian_blur": None,
+    "glass_blur": 3,
+    "defocus_blur": 2,
+    "motion_blur": 2,
+    "zoom_blur": -1,
+    "fog": 2,
+    "frost": 2,
+    "snow": 7,
+    "spatter": 6,
+    "brightness": None,
+    "contrast": None,
+    "saturate": 2,
+    "jpeg_compression": None,
+    "pixelate": None,
+    "elastic_transform": 3,
+}
+
+
+class SuiteSizeWarning(UserWarning):
+    """The images are far from the size a suite's parameters were written for."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A corruption suite: parameters per corruption and severity, and the image size they were written for.
+
+    Args:
+        name: the suite's name (``"imagenet-c"``, ``"cifar10-c"`` or a user's).
+        native_size: the image side (px) the parameters were written for.
+        params: corruption name -> five parameters, one per severity 1..5 (a number or a tuple each).
+        benchmark: the corruptions averaged in mCE, in report order.
+        held_out: corruptions reported separately.
+        description: one line for listings.
+    """
+
+    name: str
+    native_size: int
+    params: Mapping[str, tuple[Any, ...]]
+    benchmark: tuple[str, ...] = BENCHMARK
+    held_out: tuple[str, ...] = HELD_OUT
+    description: str = ""
+
+    @property
+    def corruptions(self) -> tuple[str, ...]:
+        """Benchmark then held-out corruptions."""
+        return tuple(self.benchmark) + tuple(self.held_out)
+
+    def param(self, corruption: str, severity: int) -> Any:
+        """The parameter of ``corruption`` at ``severity`` (1..5)."""
+        if corruption not in self.params:
+            raise ValueError(
+                f"corruption {corruption!r} is not in suite {self.name!r}; valid: {', '.join(self.corruptions)}"
+            )
+        _check_severity(severity)
+        return self.params[corruption][int(severity) - 1]
+
+    def check_size(self, height: int, width: int, *, stacklevel: int = 3) -> None:
+        """Warn (``SuiteSizeWarning``) when ``min(height, width)`` is far from the native size."""
+        ratio = min(height, width) / float(self.native_size)
+        if ratio > SIZE_WARN_RATIO or ratio < 1.0 / SIZE_WARN_RATIO:
+            warnings.warn(
+                f"suite {self.name!r} was written for {self.native_size} px images, got {height}x{width}; "
+                "pixel-unit parameters (blur radii, glass offsets, ...) are applied as written, so the corruption "
+                "is not the one the table was tuned for",
+                SuiteSizeWarning,
+                stacklevel=stacklevel,
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description (``load_suite`` accepts it back)."""
+        return {
+            "name": self.name,
+            "native_size": self.native_size,
+            "description": self.description,
+            "benchmark": list(self.benchmark),
+            "held_out": list(self.held_out),
+            "params": {
+                k: [list(p) if isinstance(p, tuple) else p for p in v] for k, v in self.params.items()
+            },
+        }
+
+
+def _check_severity(severity: object) -> None:
+    if (
+        isinstance(severity, bool)
+        or not isinstance(severity, (int, np.integer))
+        or not 1 <= int(severity) <= 5
+    ):
+        raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
+
+
+def _arange(start: float, stop: float, step: float) -> tuple[float, ...]:
+    # The reference writes the zoom factors as np.arange(start, stop, step); keep its exact values (and lengths).
+    return tuple(float(v) for v in np.arange(start, stop, step))
+
+
+def _times(k: float, *values: float) -> tuple[float, ...]:
+    return tuple(k * v for v in values)
+
+
+_IMAGENET_C: dict[str, tuple[Any, ...]] = {
+    "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
+    "shot_noise": (60, 25, 12, 5, 3),
+    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
+    "defocus_blur": ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
+    "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+    "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+    "zoom_blur": (
+        _arange(1, 1.11, 0.01),
+        _arange(1, 1.16, 0.01),
+        _arange(1, 1.21, 0.02),
+        _arange(1, 1.26, 0.02),
+        _arange(1, 1.31, 0.03),
+    ),
+    "snow": (
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    ),
+    "frost": ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    "fog": ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
+    # Hendrycks' ImageNet-C code writes 244 (not 224) as the multiplier; kept as published.
+    "elastic_transform": (
+        _times(244, 2, 0.7, 0.1),
+        _times(244, 2, 0.08, 0.2),
+        _times(244, 0.05, 0.01, 0.02),
+        _times(244, 0.07, 0.01, 0.02),
+        _times(244, 0.12, 0.01, 0.02),
+    ),
+    "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
+    "jpeg_compression": (25, 18, 15, 10, 7),
+    "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
+    "gaussian_blur": (1, 2, 3, 4, 6),
+    "spatter": (
+        (0.65, 0.3, 4, 0.69, 0.6, 0),
+        (0.65, 0.3, 3, 0.68, 0.6, 0),
+        (0.65, 0.3, 2, 0.68, 0.5, 0),
+        (0.65, 0.3, 1, 0.65, 1.5, 1),
+        (0.67, 0.4, 1, 0.65, 1.5, 1),
+    ),
+    "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
+}
+
+_CIFAR10_C: dict[str, tuple[Any, ...]] = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
+    "shot_noise": (500, 250, 100, 75, 50),
+    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
+    "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+    "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+    "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
+    "zoom_blur": (
+        _arange(1, 1.06, 0.01),
+        _arange(1, 1.11, 0.01),
+        _arange(1, 1.16, 0.01),
+        _arange(1, 1.21, 0.01),
+        _arange(1, 1.26, 0.01),
+    ),
+    "snow": (
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ),
+    "frost": ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+    "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "elastic_transform": (
+        _times(32, 0, 0, 0.08),
+        _times(32, 0.05, 0.2, 0.07),
+        _times(32, 0.08, 0.06, 0.06),
+        _times(32, 0.1, 0.04, 0.05),
+        _times(32, 0.1, 0.03, 0.03),
+    ),
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
+    "jpeg_compression": (80, 65, 58, 50, 40),
+    "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1),
+    "spatter": (
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ),
+    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+}
+
+
+def _normalise_params(name: str, corruption: str, values: object) -> tuple[Any, ...]:
+    """Validate one corruption's five parameters and return them as a tuple (tuples inside for tuple params)."""
+    if corruption not in _ARITY:
+        raise ValueError(
+            f"suite {name!r}: unknown corruption {corruption!r}; valid: {', '.join(ALL_CORRUPTIONS)}"
+        )
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 5:
+        raise ValueError(
+            f"suite {name!r}: {corruption} needs a list of 5 parameters (severities 1..5), got {values!r}"
+        )
+    arity = _ARITY[corruption]
+    out: list[Any] = []
+    for severity, value in enumerate(values, start=1):
+        where = f"suite {name!r}: {corruption} severity {severity}"
+        if arity is None:
+            out.append(_number(value, where))
+            continue
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ValueError(f"{where}: expected a list of numbers, got {value!r}")
+        if arity > 0 and len(value) != arity:
+            raise ValueError(f"{where}: expected {arity} numbers, got {len(value)} ({value!r})")
+        if arity < 0 and len(value) == 0:
+            raise ValueError(f"{where}: expected at least one number")
+        out.append(tuple(_number(v, where) for v in value))
+    return tuple(out)
+
+
+def _number(value: object, where: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+
+def _make_suite(
+    name: str,
+    native_size: object,
+    params: Mapping[str, object],
+    benchmark: Sequence[str],
+    held_out: Sequence[str],
+    description: str,
+) -> Suite:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a suite needs a non-empty string name, got {name!r}")
+    if (
+        isinstance(native_size, bool)
+        or not isinstance(native_size, (int, np.integer))
+        or int(native_size) < 1
+    ):
+        raise ValueError(f"suite {name!r}: native_size must be a positive integer, got {native_size!r}")
+    norm = {c: _normalise_params(name, c, v) for c, v in params.items()}
+    for label, names in (("benchmark", benchmark), ("held_out", held_out)):
+        if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+            raise ValueError(f"suite {name!r}: {label} must be a list of corruption names, got {names!r}")
+        missing = [c for c in names if c not in norm]
+        if missing:
+            raise ValueError(
+                f"suite {name!r}: {label} lists corruptions without parameters: {', '.join(map(str, missing))}"
+            )
+    overlap = set(benchmark) & set(held_out)
+    if overlap:
+        raise ValueError(
+            f"suite {name!r}: corruptions both in benchmark and held_out: {', '.join(sorted(overlap))}"
+        )
+    if len(set(benchmark)) != len(benchmark) or len(set(held_out)) != len(held_out):
+        raise ValueError(f"suite {name!r}: a corruption is listed twice")
+    if not benchmark and not held_out:
+        raise ValueError(f"suite {name!r} selects no corruption")
+    selected = tuple(benchmark) + tuple(held_out)
+    return Suite(
+        name=name,
+        native_size=int(native_size),
+        params={c: norm[c] for c in selected},
+        benchmark=tuple(benchmark),
+        held_out=tuple(held_out),
+        description=str(description),
+    )
+
+
+SUITES: dict[str, Suite] = {
+    "imagenet-c": _make_suite(
+        "imagenet-c",
+        224,
+        _IMAGENET_C,
+        BENCHMARK,
+        HELD_OUT,
+        "ImageNet-C (Hendrycks & Dietterich 2019): the ImageNet-C severity table, for 224 px images",
+    ),
+    "cifar10-c": _make_suite(
+        "cifar10-c",
+        32,
+        _CIFAR10_C,
+        BENCHMARK,
+        HELD_OUT,
+        "CIFAR-10-C (Hendrycks & Dietterich 2019): the CIFAR-10-C severity table, for 32 px images",
+    ),
+}
+
+
+def list_suites() -> list[str]:
+    """Names of the built-in suites."""
+    return list(SUITES)
+
+
+def get_suite(name: str) -> Suite:
+    """A built-in suite by name; an unknown name raises ``ValueError`` listing the valid ones."""
+    try:
+        return SUITES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown suite {name!r}; valid: {', '.join(SUITES)}") from None
+
+
+_KEYS = {"name", "base", "native_size", "params", "corruptions", "benchmark", "held_out", "description"}
+
+
+def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
+    """Build a user suite from a dict or a JSON file.
+
+    Keys (all optional except where said):
+
+    * ``name`` (required): the suite's name;
+    * ``base``: a built-in suite to start from (its parameters, size and lists are inherited);
+    * ``native_size``: required without ``base``;
+    * ``params``: corruption -> list of 5 parameters; overrides / adds to the base's;
+    * ``corruptions``: keep only these (benchmark / held-out membership as in the base, unknown ones go to
+      benchmark); or give ``benchmark`` and ``held_out`` explicitly;
+    * ``description``.
+
+    Raises:
+        ValueError: unknown keys or corruptions, malformed parameters, lists naming corruptions without
+            parameters.
+    """
+    if isinstance(spec, Mapping):
+        data = dict(spec)
+        origin = "suite dict"
+    elif isinstance(spec, (str, os.PathLike)):
+        origin = os.fspath(spec)
+        try:
+            with open(origin, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise ValueError(f"cannot read suite file {origin}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"suite file {origin} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"suite file {origin} must hold a JSON object, got {type(data).__name__}")
+    else:
+        raise TypeError(f"load_suite expects a dict or a path to a JSON file, got {type(spec).__name__}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ValueError(f"{origin}: unknown keys {', '.join(unknown)}; valid: {', '.join(sorted(_KEYS))}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{origin}: a suite needs a non-empty string 'name'")
+    base: Suite | None = get_suite(data["base"]) if "base" in data else None
+    params: dict[str, object] = dict(base.params) if base else {}
+    user_params = data.get("params", {})
+    if not isinstance(user_params, Mapping):
+        raise ValueError(f"{origin}: 'params' must map corruption names to lists of 5 parameters")
+    params.update(user_params)
+    native_size = data.get("native_size", base.native_size if base else None)
+    if native_size is None:
+        raise ValueError(f"{origin}: 'native_size' is required when no 'base' suite is given")
+    if "corruptions" in data:
+        if "benchmark" in data or "held_out" in data:
+            raise ValueError(f"{origin}: give either 'corruptions' or 'benchmark'/'held_out', not both")
+        chosen = data["corruptions"]
+        if isinstance(chosen, (str, bytes)) or not isinstance(chosen, Sequence):
+            raise ValueError(f"{origin}: 'corruptions' must be a list of names")
+        ref_held = base.held_out if base else HELD_OUT
+        benchmark = [c for c in chosen if c not in ref_held]
+        held_out = [c for c in chosen if c in ref_held]
+    else:
+        default_bench = base.benchmark if base else [c for c in BENCHMARK if c in params]
+        default_held = base.held_out if base else [c for c in HELD_OUT if c in params]
+        benchmark = data.get("benchmark", default_bench)
+        held_out = data.get("held_out", default_held)
+        if base is None and "benchmark" not in data and "held_out" not in data:
+            extra = [c for c in params if c not in BENCHMARK and c not in HELD_OUT]
+            benchmark = list(benchmark) + extra
+    description = data.get("description", f"user suite based on {base.name}" if base else "user suite")
+    return _make_suite(name, native_size, params, benchmark, held_out, description)
+
+
+def resolve_suite(suite: str | Suite | Mapping[str, Any]) -> Suite:
+    """A ``Suite`` from a built-in name, a ``Suite``, or a user dict (``load_suite``)."""
+    if isinstance(suite, Suite):
+        return suite
+    if isinstance(suite, Mapping):
+        return load_suite(suite)
+    if isinstance(suite, str):
+        return get_suite(suite)
+    raise ValueError(
+        f"suite must be a name ({', '.join(SUITES)}), a Suite or a dict, got {type(suite).__name__}"
+    )
