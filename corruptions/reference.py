@@ -31,6 +31,7 @@ size-dependent ones - fog's noise map, frost's texture crop, elastic's displacem
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -38,7 +39,7 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ __all__ = [
     "corrupt_reference_numpy",
     "reference_package_dir",
     "frost_texture_paths",
+    "reference_function",
+    "random_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -267,6 +270,33 @@ def _check_name_severity(name: str, severity: int) -> None:
         raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
 
 
+def reference_function(name: str) -> Callable[..., Any]:
+    """The package's own function for ``name``: ``f(PIL.Image, severity) -> array or PIL.Image``.
+
+    Calls must happen inside ``random_source(...)`` for the stochastic corruptions.
+    """
+    _check_name_severity(name, 1)
+    return _load().corruption_dict[name]
+
+
+@contextlib.contextmanager
+def random_source(random_state: Any, skimage_rng: np.random.Generator | None = None) -> Iterator[None]:
+    """Make the package draw from ``random_state`` (anything with the ``np.random`` functions it calls) on this thread.
+
+    Lets a caller feed the published code chosen random numbers, e.g. to compare an implementation with it on
+    identical draws.
+    """
+    _load()
+    state = _STATE
+    previous = (state.random_state, state.skimage_rng)
+    state.random_state = random_state
+    state.skimage_rng = skimage_rng if skimage_rng is not None else np.random.default_rng(0)
+    try:
+        yield
+    finally:
+        state.random_state, state.skimage_rng = previous
+
+
 def corrupt_reference_numpy(image: np.ndarray, name: str, severity: int, *, seed: int) -> np.ndarray:
     """Corrupt one uint8 RGB image (H, W, 3) with the published package, drawing from generators seeded by ``seed``.
 
@@ -277,14 +307,10 @@ def corrupt_reference_numpy(image: np.ndarray, name: str, severity: int, *, seed
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
     package = _load()
-    state = _STATE
-    previous = (state.random_state, state.skimage_rng)
-    state.random_state = np.random.RandomState(_seed_words(seed))
-    state.skimage_rng = np.random.default_rng(derive_seed(seed, "skimage"))
-    try:
+    with random_source(
+        np.random.RandomState(_seed_words(seed)), np.random.default_rng(derive_seed(seed, "skimage"))
+    ):
         out = package.corrupt(image, corruption_name=name, severity=int(severity))
-    finally:
-        state.random_state, state.skimage_rng = previous
     return np.asarray(out, dtype=np.uint8)
 
 
