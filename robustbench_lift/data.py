@@ -31,6 +31,7 @@ Every dataset yields ``(uint8 tensor (C, H, W), int label)``. The evaluator turn
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import logging
@@ -253,12 +254,12 @@ def _check_labels(name: str, labels: np.ndarray, num_classes: int) -> np.ndarray
 
 def _to_chw_tensor(array: np.ndarray, layout: str) -> Tensor:
     """uint8 numpy images in ``layout`` (one image or a batch) -> a fresh contiguous CHW tensor."""
-    t = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True))
     if layout == "NHW":
-        return t.unsqueeze(-3)
-    if layout == "NHWC":
-        return t.movedim(-1, -3).contiguous()
-    return t
+        array = array[..., None, :, :]
+    elif layout == "NHWC":
+        array = np.moveaxis(array, -1, -3)
+    # one copy, in CHW order: the source may be a read-only memory map
+    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True, order="C"))
 
 
 class ArrayDataset(ImageDataset):
@@ -497,7 +498,7 @@ def _header_problem(path: str) -> str | None:
     try:
         with Image.open(path) as img:
             img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -553,9 +554,10 @@ class PregeneratedSet:
         self.channels = channels
         self.image_size = image_size
         self._make_cell = make_cell
+        self._cells: dict[tuple[str, int], ImageDataset] = {}
 
     def cell(self, corruption: str, severity: int) -> ImageDataset:
-        """The images of one corruption at one severity (sample ids are shared by all cells)."""
+        """The images of one corruption at one severity (sample ids are shared by all cells); opened once."""
         if corruption not in self.corruptions:
             raise ValueError(
                 f"{self.name}: unknown corruption {corruption!r}; available: {', '.join(self.corruptions)}"
@@ -565,10 +567,13 @@ class PregeneratedSet:
                 f"{self.name}: severity {severity!r} not available; available: "
                 f"{', '.join(map(str, self.severities))}"
             )
-        ds = self._make_cell(corruption, int(severity))
-        if ds.class_names != self.class_names:
-            raise ValueError(f"{self.name}: cell {corruption}/{severity} has a different class list")
-        return ds
+        key = (corruption, int(severity))
+        if key not in self._cells:
+            ds = self._make_cell(*key)
+            if ds.class_names != self.class_names:
+                raise ValueError(f"{self.name}: cell {corruption}/{severity} has a different class list")
+            self._cells[key] = ds
+        return self._cells[key]
 
     def __repr__(self) -> str:
         return (
@@ -1043,6 +1048,47 @@ def _open_imagefolder(
     return ImageFolderDataset(root, image_size=image_size, split=split, strict=strict, name="imagefolder")
 
 
+def _npy_cell(
+    name: str,
+    files: dict[str, Path],
+    n: int,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    corruption: str,
+    severity: int,
+) -> ImageDataset:
+    """Severity ``s`` of a CIFAR-C file is rows ``[(s - 1) N, s N)``."""
+    lo, hi = (severity - 1) * n, severity * n
+    cell_labels = labels[lo:hi] if len(labels) == 5 * n else labels
+    return NpyCellDataset(
+        files[corruption],
+        lo,
+        hi,
+        cell_labels,
+        class_names=class_names,
+        name=f"{name}/{corruption}/{severity}",
+    )
+
+
+def _imagenet_c_cell(
+    name: str,
+    root: Path,
+    size: tuple[int, int],
+    strict: bool,
+    class_names: tuple[str, ...],
+    corruption: str,
+    severity: int,
+) -> ImageDataset:
+    return ImageFolderDataset(
+        root / corruption / str(severity),
+        image_size=size,
+        resize=False,
+        name=f"{name}/{corruption}/{severity}",
+        strict=strict,
+        class_names=class_names,
+    )
+
+
 def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequence[str]) -> PregeneratedSet:
     _require_dir(name, root)
     if split != "test":
@@ -1072,18 +1118,6 @@ def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequen
     n = shape[0] // 5
     channels = shape[3] if len(shape) == 4 else 1
 
-    def make_cell(corruption: str, severity: int) -> ImageDataset:
-        lo, hi = (severity - 1) * n, severity * n
-        cell_labels = labels[lo:hi] if len(labels) == 5 * n else labels
-        return NpyCellDataset(
-            files[corruption],
-            lo,
-            hi,
-            cell_labels,
-            class_names=class_names,
-            name=f"{name}/{corruption}/{severity}",
-        )
-
     return PregeneratedSet(
         name=name,
         root=root,
@@ -1092,7 +1126,7 @@ def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequen
         class_names=class_names,
         channels=channels,
         image_size=(shape[1], shape[2]),
-        make_cell=make_cell,
+        make_cell=functools.partial(_npy_cell, name, files, n, labels, tuple(class_names)),
     )
 
 
@@ -1147,20 +1181,8 @@ def _open_imagenet_c(
         )
     class_names = probe.class_names
 
-    def make_cell(corruption: str, severity: int) -> ImageDataset:
-        if corruption == corruptions[0] and severity == severities[0]:
-            return probe
-        return ImageFolderDataset(
-            root / corruption / str(severity),
-            image_size=native,
-            resize=False,
-            name=f"{name}/{corruption}/{severity}",
-            strict=strict,
-            class_names=class_names,
-        )
-
     probe.image_size = (int(native[0]), int(native[1]))
-    return PregeneratedSet(
+    pre = PregeneratedSet(
         name=name,
         root=root,
         corruptions=corruptions,
@@ -1168,8 +1190,10 @@ def _open_imagenet_c(
         class_names=class_names,
         channels=3,
         image_size=probe.image_size,
-        make_cell=make_cell,
+        make_cell=functools.partial(_imagenet_c_cell, name, root, probe.image_size, strict, class_names),
     )
+    pre._cells[(corruptions[0], severities[0])] = probe
+    return pre
 
 
 @register_dataset("cifar10-p", kind="sequences")

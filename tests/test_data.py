@@ -358,6 +358,12 @@ def test_cifar10_c_layout(tmp_path: Path) -> None:
     # cells pickle without dragging the memory map along (DataLoader workers)
     clone = pickle.loads(pickle.dumps(cell))
     torch.testing.assert_close(clone.get_batch([1])[0], cell.get_batch([1])[0])
+    assert pre.cell("fog", 3) is cell  # opened once
+    # the whole set pickles too (executors ship it to other processes)
+    clone_set = pickle.loads(pickle.dumps(pre))
+    torch.testing.assert_close(
+        clone_set.cell("gaussian_noise", 5).get_batch([0])[0], pre.cell("gaussian_noise", 5)[0][0][None]
+    )
     with pytest.raises(ValueError, match=r"unknown corruption 'snow'; available: gaussian_noise, fog"):
         pre.cell("snow", 1)
     with pytest.raises(ValueError, match="severity 6 not available"):
@@ -399,6 +405,9 @@ def test_imagenet_c_layout(tmp_path: Path) -> None:
     x, y = cell.get_batch([0, 1])
     assert x.shape == (2, 3, 24, 24) and y.tolist() == [0, 1]
     assert x[0, 0, 20, 20] > 200 and x[1, 1, 20, 20] > 200
+    clone = pickle.loads(pickle.dumps(pre))
+    torch.testing.assert_close(clone.cell("gaussian_noise", 1).get_batch([1])[0], x[1:])
+    torch.testing.assert_close(clone.cell("snow", 4).get_batch([1])[0], x[1:])
     # the native size is accepted; any other is refused (never resized again)
     assert open_dataset(f"imagenet-c:{tmp_path}", image_size=24).image_size == (24, 24)
     with pytest.raises(ValueError, match="never resized again"):
@@ -499,3 +508,40 @@ def test_prepare_batch_and_normalize() -> None:
         norm(torch.ones(1, 1, 2, 2))
     with pytest.raises(ValueError, match="std must be positive"):
         Normalize([0.5], [0.0])
+
+
+# ------------------------------------------------------------------------------------------------- download
+
+
+def test_cifar_download_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+
+    def fake_download(url, download_root, filename=None, md5=None):
+        calls.append((url, filename, md5))
+        write_cifar10(Path(download_root))
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    with pytest.raises(ValueError, match="download=True"):
+        open_dataset(f"cifar10:{tmp_path}")
+    assert calls == []
+    ds = open_dataset(f"cifar10:{tmp_path / 'new'}", download=True)
+    assert len(ds) == 4 and calls[0][1] == "cifar-10-python.tar.gz" and calls[0][2]
+    open_dataset(f"cifar10:{tmp_path / 'new'}", download=True)
+    assert len(calls) == 1  # already there: nothing fetched again
+
+
+def test_fashion_mnist_download_into_torchvision_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision.datasets
+
+    class FakeFashionMNIST:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            assert download
+            write_idx_set(Path(root) / "FashionMNIST" / "raw")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    ds = open_dataset(f"fashion-mnist:{tmp_path / 'fm'}", download=True, split="train")
+    assert len(ds) == 7 and ds.class_names == FASHION_MNIST_CLASSES
