@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._ops import gaussian_blur, rgb_to_gray
 from .base import CORRUPTIONS, Context
 
 __all__ = ["snow", "frost", "fog", "spatter", "plasma_fractal", "frost_textures"]
 
-_LUMA_CV = (0.299, 0.587, 0.114)  # cv2.COLOR_RGB2GRAY
 _LUMA_REF = (0.2989, 0.5870, 0.1140)  # the reference's rgb2gray
 _FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
 _FROST_DRAWN = 5  # the published code draws randint(5): the sixth texture is never used
@@ -48,34 +48,6 @@ def _luma(x: Tensor, weights: tuple[float, float, float]) -> Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) weighted sum of the RGB channels."""
     w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
-
-
-@functools.lru_cache(maxsize=64)
-def _blur_matrix(size: int, sigma: float, truncate: float) -> Tensor:
-    """(size, size) matrix applying a 1D Gaussian with edge replication: ``y = A @ x``."""
-    radius = int(truncate * sigma + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    rows = torch.arange(size).repeat_interleave(len(t))
-    cols = (torch.arange(size)[:, None] + t.long()[None, :]).clamp_(0, size - 1).reshape(-1)
-    a = torch.zeros(size, size, dtype=torch.float64)
-    a.index_put_((rows, cols), k.repeat(size), accumulate=True)
-    return a
-
-
-def _gaussian_nearest(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
-    """Separable Gaussian blur with edge replication, as ``skimage.filters.gaussian`` (mode 'nearest').
-
-    Done as two matrix products with banded matrices (edge replication folded in): on the CPU this is several
-    times faster than a depthwise convolution with a long kernel.
-    """
-    if sigma <= 0:
-        return x
-    h, w = x.shape[-2:]
-    ah = _blur_matrix(h, float(sigma), float(truncate)).to(dtype=x.dtype, device=x.device)
-    aw = _blur_matrix(w, float(sigma), float(truncate)).to(dtype=x.dtype, device=x.device)
-    return ah @ x @ aw.T
 
 
 def _clipped_zoom(x: Tensor, factor: float) -> Tensor:
@@ -275,7 +247,7 @@ def snow(x: Tensor, param, ctx: Context) -> Tensor:
     layer = _motion_blur(layer, int(radius), sigma, angles)
     layer = (layer * 255).round() / 255
     layer = layer[..., :h, :w].to(dtype=x.dtype, device=x.device)
-    gray = x if c == 1 else _luma(x, _LUMA_CV)
+    gray = rgb_to_gray(x)  # cv2.COLOR_RGB2GRAY weights
     x = mix * x + (1 - mix) * torch.maximum(x, gray * 1.5 + 0.5)
     return x + layer + torch.flip(layer, dims=(-2, -1))
 
@@ -308,23 +280,23 @@ def spatter(x: Tensor, param, ctx: Context) -> Tensor:
     if mode not in (0, 1):
         raise ValueError(f"spatter mode must be 0 (rain) or 1 (mud), got {param[5]!r}")
     n, c, h, w = x.shape
-    liquid = ctx.randn(1, h, w, dtype=torch.float64).cpu() * scale + loc
-    liquid = _gaussian_nearest(liquid, sigma)
+    liquid = ctx.randn(1, h, w).cpu() * scale + loc
+    liquid = gaussian_blur(liquid, sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mode == 0:
         arr = liquid[:, 0].numpy()
-        m = torch.from_numpy(np.stack([_rain_shape(arr[i]) for i in range(n)]))[:, None].double()
+        m = torch.from_numpy(np.stack([_rain_shape(arr[i]) for i in range(n)]))[:, None]
         peak = m.amax(dim=(2, 3), keepdim=True)
         m = torch.where(peak > 0, m / peak.clamp_min(1e-12), torch.zeros_like(m)) * intensity
-        colour = torch.tensor([175.0, 238.0, 238.0], dtype=torch.float64).view(1, 3, 1, 1) / 255.0
+        colour = torch.tensor([175.0, 238.0, 238.0]).view(1, 3, 1, 1) / 255.0
         layer = m * colour
         if c == 1:
             layer = _luma(layer.clamp(0, 1), _LUMA_REF)
         return x + layer.to(dtype=x.dtype, device=x.device)
-    mask = (liquid > threshold).double()
-    mask = _gaussian_nearest(mask, intensity)
+    mask = (liquid > threshold).float()
+    mask = gaussian_blur(mask, intensity)
     mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask)
-    colour = torch.tensor([63.0, 42.0, 20.0], dtype=torch.float64).view(1, 3, 1, 1) / 255.0
+    colour = torch.tensor([63.0, 42.0, 20.0]).view(1, 3, 1, 1) / 255.0
     mud = mask * colour
     if c == 1:
         mud = _luma(mud, _LUMA_REF)
