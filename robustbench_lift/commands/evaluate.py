@@ -1,0 +1,232 @@
+"""``robustbench-lift evaluate``: corruption-suite evaluation of checkpoints into a resumable run directory.
+
+Examples::
+
+    robustbench-lift evaluate ckpt/lift.safetensors ckpt/max.safetensors --dataset fashion-mnist \\
+        --suite cifar10-c --limit 1000 --out reports/fmnist
+    robustbench-lift evaluate resnet18.pth --arch torchvision:resnet18 --num-classes 10 \\
+        --dataset cifar10-c:~/data/CIFAR-10-C --clean-dataset cifar10:~/data --out reports/c10c
+
+``--suite`` takes a comma list; each entry is dispatched to the suite kind that accepts it (corruption suites are
+built in, perturbation suites and probes plug in through ``robustbench_lift.evaluate.register_suite_kind``). Options
+added here for a kind go through ``EXTRA_OPTIONS`` so the parser stays the one place that lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..cli import UsageError
+
+__all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
+
+#: Hooks that add options for plug-in suite kinds: ``fn(parser)``; their values reach ``evaluate`` through
+#: ``EXTRA_KWARGS`` (``fn(args) -> dict``).
+EXTRA_OPTIONS: list[Callable[[argparse.ArgumentParser], None]] = []
+EXTRA_KWARGS: list[Callable[[argparse.Namespace], dict[str, Any]]] = []
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]``; empty entries are an error."""
+    items = [s.strip() for s in text.split(",")]
+    if not items or any(not s for s in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"1,3,5"`` or ``"1-5"`` -> a list of integers."""
+    out: list[int] = []
+    for item in parse_list(text):
+        lo, sep, hi = item.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(item)])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers like 1,3,5 or 1-5, got {text!r}") from None
+    return out
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in parse_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,0.5,0.5, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="evaluate checkpoints on corruption suites (resumable run directory, results.csv)",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (.safetensors, .pt/.pth, ...)"
+    )
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="fashion-mnist[:ROOT], cifar10:ROOT, cifar100:ROOT, imagefolder:ROOT, cifar10-c:ROOT, imagenet-c:ROOT "
+        "(default: fashion-mnist)",
+    )
+    data.add_argument(
+        "--clean-dataset", default=None, metavar="SPEC", help="clean images for a pre-generated -C set"
+    )
+    data.add_argument(
+        "--limit", type=_positive, default=None, metavar="N", help="a seeded random subset of N images"
+    )
+    data.add_argument(
+        "--strict", action="store_true", help="unreadable image files are fatal instead of skipped"
+    )
+    suite = p.add_argument_group("suites")
+    suite.add_argument(
+        "--suite",
+        type=parse_list,
+        default=None,
+        metavar="S[,S...]",
+        help="cifar10-c, imagenet-c, a suite .json file, ... (default: a pre-generated set's own suite, else "
+        "cifar10-c for models up to 64 px, imagenet-c above)",
+    )
+    suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
+    suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
+    suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
+    models = p.add_argument_group("models")
+    models.add_argument(
+        "--name", action="append", default=None, metavar="MODEL", help="model name, once per CKPT"
+    )
+    models.add_argument("--baseline", default=None, metavar="MODEL", help="the model that scores 100 in mCE")
+    models.add_argument(
+        "--arch", default=None, help="architecture of an external state_dict (or torchvision:NAME)"
+    )
+    models.add_argument(
+        "--pool", default=None, help="pooling of an external state_dict (swapped in when given)"
+    )
+    models.add_argument("--num-classes", type=_positive, default=None, metavar="K")
+    models.add_argument("--in-channels", type=_positive, default=None, metavar="C")
+    models.add_argument(
+        "--input-size", type=parse_ints, default=None, metavar="H[,W]", help="override input size"
+    )
+    models.add_argument(
+        "--mean", type=_floats, default=None, metavar="M[,M,M]", help="override normalisation mean"
+    )
+    models.add_argument(
+        "--std", type=_floats, default=None, metavar="S[,S,S]", help="override normalisation std"
+    )
+    models.add_argument(
+        "--trust-pickle", action="store_true", help="allow full pickles (runs code from the file)"
+    )
+    run_ = p.add_argument_group("execution")
+    run_.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory (a bare NAME means reports/NAME)"
+    )
+    run_.add_argument("--new-run", action="store_true", help="discard what DIR holds instead of resuming")
+    run_.add_argument("--batch-size", type=_positive, default=128, metavar="B")
+    run_.add_argument("--device", default="cpu")
+    run_.add_argument("--workers", type=_non_negative, default=0, metavar="W", help="data-loading processes")
+    run_.add_argument("--seed", type=int, default=0)
+    run_.add_argument(
+        "--amp", nargs="?", const="bf16", default=None, choices=("bf16", "fp16"), help="CUDA autocast"
+    )
+    run_.add_argument("--channels-last", action="store_true")
+    run_.add_argument(
+        "--n-boot", type=_non_negative, default=1000, metavar="B", help="bootstrap resamples for CIs"
+    )
+    run_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    for hook in EXTRA_OPTIONS:
+        hook(p)
+    return p
+
+
+def _format_summary(table: Any) -> str:
+    if table.empty:
+        return "(no corruption-suite results)"
+    cols = [c for c in table.columns if c != "mCE_protocol"]
+    widths = {c: max(len(c), *(len(str(v)) for v in table[c])) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    for _, row in table.iterrows():
+        lines.append("  ".join(str(row[c]).ljust(widths[c]) for c in cols))
+    protocols = sorted({p for p in table.get("mCE_protocol", []) if isinstance(p, str) and p})
+    if protocols:
+        lines.append("")
+        lines += [f"mCE: {p}" for p in protocols]
+    lines.append(
+        "errors in %, 95 % bootstrap CIs over images in brackets; mCE_vs_base is paired (model - baseline)"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate
+
+    if args.name is not None and len(args.name) != len(args.checkpoints):
+        raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
+    extra: dict[str, Any] = {}
+    for hook in EXTRA_KWARGS:
+        extra.update(hook(args))
+    result = evaluate(
+        args.checkpoints,
+        args.dataset,
+        args.suite,
+        out=args.out,
+        corruptions=args.corruptions,
+        severities=args.severities,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        seed=args.seed,
+        amp=args.amp or False,
+        channels_last=args.channels_last,
+        progress=not args.no_progress,
+        names=args.name,
+        baseline=args.baseline,
+        new_run=args.new_run,
+        strict=args.strict,
+        backend=args.backend,
+        clean_dataset=args.clean_dataset,
+        n_boot=args.n_boot,
+        arch=args.arch,
+        pool=args.pool,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        trust_pickle=args.trust_pickle,
+        input_size=None if args.input_size is None else (args.input_size * 2)[:2],
+        mean=args.mean,
+        std=args.std,
+        command=["robustbench-lift", *sys.argv[1:]],
+        **extra,
+    )
+    print(f"run: {result.run_dir}  (cells run {result.cells_run}, reused {result.cells_skipped})")
+    if result.baseline:
+        print(f"baseline: {result.baseline}")
+    print(_format_summary(result.summary()))
+    print(f"results: {result.run_dir / 'results.csv'}")
+    bad = result.results[result.results["metric"] == "top1_error"]["value"].map(
+        lambda v: not math.isfinite(v)
+    )
+    return 1 if bool(bad.any()) else 0
