@@ -71,6 +71,7 @@ class CheckpointMeta:
         num_classes, in_channels: head outputs and input channels.
         input_size, mean, std: preprocessing the model expects (as recorded by its ``default_cfg``).
         class_names, dataset, train_config: provenance.
+        model_cfg: the model's full ``default_cfg`` (architecture options such as a ResNet stem, pool options).
         package_version: version of robustbench-lift that wrote the file.
         content_hash: ``sha256:<hex>`` over tensor names, dtypes, shapes and bytes.
         format: how the file was loaded: ``native``, ``state_dict``, ``torchscript`` or ``pickle``.
@@ -87,6 +88,7 @@ class CheckpointMeta:
     class_names: tuple[str, ...] | None = None
     dataset: str | None = None
     train_config: dict[str, Any] | None = None
+    model_cfg: dict[str, Any] | None = None
     package_version: str | None = None
     content_hash: str | None = None
     format: str = "native"
@@ -124,6 +126,7 @@ def _meta_from_dict(data: Mapping[str, Any], fmt: str) -> CheckpointMeta:
         class_names=_tuple(data.get("class_names")),
         dataset=data.get("dataset"),
         train_config=data.get("train_config"),
+        model_cfg=data.get("model_cfg"),
         package_version=data.get("package_version"),
         content_hash=data.get("content_hash"),
         format=fmt,
@@ -231,6 +234,7 @@ def save_checkpoint(
     tensors = _tensors_for_saving(model)
     meta = {key: cfg.get(key) for key in _CFG_KEYS}
     meta.update(
+        model_cfg={**cfg, **{k: cfg.get(k) for k in _CFG_KEYS}},
         class_names=class_names,
         dataset=dataset,
         train_config=dict(train_config) if train_config is not None else None,
@@ -385,7 +389,14 @@ def _load_into(model: nn.Module, state: Mapping[str, Tensor], path: Path, num_cl
     model.load_state_dict(state, strict=True)
 
 
-def _build(arch: str, pool: str | None, num_classes: int | None, in_channels: int | None) -> nn.Module:
+def _build(
+    arch: str,
+    pool: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    options: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Rebuild a model; ``options`` are further ``build_model`` arguments recorded in ``model_cfg``."""
     if arch.startswith("torchvision:"):
         import torchvision
 
@@ -408,6 +419,7 @@ def _build(arch: str, pool: str | None, num_classes: int | None, in_channels: in
         for k, v in (("pool", pool), ("num_classes", num_classes), ("in_channels", in_channels))
         if v is not None
     }
+    kwargs.update(options or {})
     try:
         return build_model(arch, **kwargs)
     except CheckpointError:
@@ -506,8 +518,10 @@ def load_checkpoint(
         if pool is not None and pool != recorded.get("pool"):
             logger.info("building %s with pool=%r instead of the saved %r", path, pool, recorded.get("pool"))
         build = {k: recorded.get(k) for k in _BUILD_KEYS}
-        if pool is not None:
+        options = {k: v for k, v in (recorded.get("model_cfg") or {}).items() if k not in _BUILD_KEYS}
+        if pool is not None and pool != build["pool"]:
             build["pool"] = pool
+            options.pop("pool_kwargs", None)  # options of the saved pool kind do not apply to another
         if not build["arch"]:
             raise CheckpointError(f"{path}: metadata has no 'arch'")
     else:
@@ -516,8 +530,9 @@ def load_checkpoint(
                 f"{path} is a plain state_dict without metadata: pass arch=... (and pool=...)"
             )
         build = {"arch": arch, "pool": pool, "num_classes": num_classes, "in_channels": in_channels}
+        options: dict[str, Any] = {}
 
-    model = _build(build["arch"], build["pool"], build["num_classes"], build["in_channels"])
+    model = _build(build["arch"], build["pool"], build["num_classes"], build["in_channels"], options)
     if recorded is None:
         state = _match_prefixes(state, model.state_dict())
         head = _head(model)

@@ -42,10 +42,12 @@ class TinyNet(nn.Module):
         return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).mean((2, 3)))
 
 
-def _build_tiny(name, pool="max", num_classes=10, in_channels=3):
+def _build_tiny(name, pool="max", num_classes=10, in_channels=3, **options):
     if name != "tiny":
         raise ValueError(f"unknown model {name!r}; valid: tiny")
-    return TinyNet(pool, num_classes, in_channels)
+    model = TinyNet(pool, num_classes, in_channels)
+    model.build_options = options
+    return model
 
 
 @pytest.fixture
@@ -92,6 +94,8 @@ def test_native_round_trip(tmp_path, fake_models, generator):
     assert ckpt.meta.train_config == {"epochs": 2, "root": str(tmp_path)}
     assert ckpt.meta.content_hash == content_hash(model.state_dict())
     assert isinstance(ckpt.model.pool, LiftDownPool2d)
+    # The rest of default_cfg goes back to the builder.
+    assert ckpt.model.build_options == {"input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.25] * 3}
     x = torch.randn(2, 3, 8, 8, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
     assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["m.safetensors"]  # no temp file left
@@ -288,10 +292,39 @@ def test_plain_safetensors_file(tmp_path, fake_models, generator):
 
 def test_torchscript_archive(tmp_path, generator):
     model = _trained("avg")
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream, but archives still exist in the wild
+    with (
+        warnings.catch_warnings()
+    ):  # TorchScript is deprecated upstream, but archives still exist in the wild
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(model), tmp_path / "m.ts")
     ckpt = load_checkpoint(tmp_path / "m.ts", num_classes=10)
     assert ckpt.meta.format == "torchscript" and ckpt.meta.content_hash.startswith("sha256:")
     x = torch.randn(2, 3, 8, 8, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("arch", "options", "size"),
+    [
+        ("convnet", {"in_channels": 1, "pool_kwargs": {"kernel_size": 3}}, 28),
+        ("resnet18", {"stem": "imagenet"}, 32),
+    ],
+)
+def test_round_trip_through_build_model(tmp_path, generator, arch, options, size):
+    from robustbench_lift.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, pool="lift", num_classes=5, **options)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    path = save_checkpoint(tmp_path / f"{arch}.safetensors", model, dataset="fashion-mnist")
+    ckpt = load_checkpoint(path)
+    assert ckpt.meta.arch == arch and ckpt.meta.pool == "lift" and ckpt.meta.num_classes == 5
+    assert ckpt.model.default_cfg == model.default_cfg
+    x = torch.randn(2, model.default_cfg["in_channels"], size, size, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
+    # Another pooling kind cannot take the lift weights: named, not silently dropped.
+    with pytest.raises(CheckpointError, match="unexpected keys"):
+        load_checkpoint(path, pool="max")
