@@ -39,7 +39,10 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
+# Run as a script, this folder comes first on sys.path, where benchmarks/corruptions.py would shadow the
+# ``corruptions`` package: look modules up from the project root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from corruptions.api import corrupt, list_corruptions  # noqa: E402
