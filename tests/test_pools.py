@@ -74,3 +74,25 @@ def test_callable_kind_and_registration():
     finally:
         POOLS._items.pop(name)
         POOLS._meta.pop(name)
+
+
+def test_public_exports():
+    import robustbench_lift
+
+    assert robustbench_lift.create_pool is create_pool and robustbench_lift.list_pools is list_pools
+    assert {"LiftDownPool2d", "LiftUpPool2d", "BlurPool2d", "MaxBlurPool2d", "lifting_loss"} <= set(
+        dir(robustbench_lift)
+    )
+    assert robustbench_lift.MaxBlurPool2d.__module__ == "robustbench_lift.blur"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", list_pools())
+def test_cuda_matches_cpu(kind):
+    torch.manual_seed(0)
+    pool = create_pool(kind, 4)
+    x = torch.randn(2, 4, 9, 8)
+    expected = pool(x)
+    out = pool.to("cuda")(x.to("cuda"))
+    assert out.device.type == "cuda" and out.dtype == x.dtype
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-5, rtol=1e-5)
