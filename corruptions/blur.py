@@ -1,15 +1,200 @@
-"""Blur corruptions: defocus, glass, motion, zoom and gaussian blur."""
+"""Blur corruptions: defocus, glass, motion, zoom and gaussian blur.
+
+Parameters are in pixels and applied as written at every image size (see ``corruptions.suites``).
+"""
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import _ops
 from .base import CORRUPTIONS, Context
 
-__all__ = ["gaussian_blur"]
+__all__ = [
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "gaussian_blur",
+    "disk_kernel",
+    "motion_offsets",
+    "glass_shuffle",
+]
 
 
+# ------------------------------------------------------------------------------------------------ defocus blur
+@lru_cache(maxsize=32)
+def _disk_kernel_cached(radius: float, alias_blur: float) -> np.ndarray:
+    # Hendrycks' construction: a binary disk on a grid of at least 17 x 17, normalised, then anti-aliased by a small
+    # OpenCV Gaussian blur (3x3 up to radius 8, 5x5 beyond).
+    half = 8 if radius <= 8 else int(math.ceil(radius))
+    ksize = (3, 3) if radius <= 8 else (5, 5)
+    grid = np.arange(-half, half + 1)
+    xx, yy = np.meshgrid(grid, grid)
+    disk = np.asarray(xx**2 + yy**2 <= radius**2, dtype=np.float32)
+    disk /= disk.sum()
+    kernel = cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
+    # drop the all-zero border rows / columns (exact: they carry no weight) so small radii stay small kernels
+    nz = np.nonzero(kernel)
+    r = int(max(np.abs(nz[0] - half).max(), np.abs(nz[1] - half).max()))
+    return kernel[half - r : half + r + 1, half - r : half + r + 1].copy()
+
+
+def disk_kernel(radius: float, alias_blur: float) -> Tensor:
+    """The defocus kernel: a normalised disk of ``radius`` px blurred by a Gaussian of sigma ``alias_blur``."""
+    return torch.from_numpy(_disk_kernel_cached(float(radius), float(alias_blur)))
+
+
+@CORRUPTIONS.register("defocus_blur", category="blur", benchmark=True)
+def defocus_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
+    """Convolution with an anti-aliased disk; ``param`` = (radius, alias_blur). Borders mirrored (as OpenCV)."""
+    return _ops.filter2d(x, disk_kernel(param[0], param[1]), mode="mirror")
+
+
+# -------------------------------------------------------------------------------------------------- glass blur
+def glass_shuffle(x: Tensor, offsets: Tensor, max_delta: int) -> Tensor:
+    """One pass of glass blur's local pixel shuffle, with the reference's copy semantics, for a whole batch.
+
+    The reference visits rows ``H - d .. d + 1`` and, in each, columns ``W - d .. d + 1`` (bottom-right to top-left),
+    and for each pixel p with offset o "swaps" p and p + o through numpy views - which copies p + o onto p and leaves
+    p + o unchanged. So p gets the *current* value at p + o: the final value of p + o when p + o was visited before p
+    (later in raster order), the original one otherwise. Following those links gives, for every pixel, the original
+    pixel it ends up holding; the links are resolved by pointer jumping (a few gathers) instead of a sequential scan.
+
+    Args:
+        x: (N, C, H, W).
+        offsets: (N, 2, H - 2d, W - 2d) integers in [-d, d): (dy, dx) for the visited pixels, row-major from the
+            top-left visited pixel (d + 1, d + 1).
+        max_delta: d.
+
+    Returns:
+        The shuffled batch (a new tensor).
+    """
+    n, c, h, w = x.shape
+    d = int(max_delta)
+    rh, rw = h - 2 * d, w - 2 * d
+    if rh <= 0 or rw <= 0:
+        return x.clone()
+    dev = x.device
+    rows = torch.arange(d + 1, h - d + 1, device=dev).view(1, rh, 1)
+    cols = torch.arange(d + 1, w - d + 1, device=dev).view(1, 1, rw)
+    dy, dx = offsets[:, 0].to(dev), offsets[:, 1].to(dev)
+    src_r, src_c = rows + dy, cols + dx
+    in_region = (src_r >= d + 1) & (src_r <= h - d) & (src_c >= d + 1) & (src_c <= w - d)
+    earlier = (dy > 0) | ((dy == 0) & (dx > 0))  # visited before p in the bottom-right-to-top-left scan
+    link = in_region & earlier
+    # work in flat pixel indices of the full image; only the visited region carries links
+    hw = h * w
+    target = torch.arange(hw, device=dev).repeat(n, 1)
+    terminal = torch.ones(n, hw, dtype=torch.bool, device=dev)
+    flat = (rows * w + cols).expand(n, rh, rw).reshape(n, -1)
+    target.scatter_(1, flat, (src_r * w + src_c).reshape(n, -1))
+    terminal.scatter_(1, flat, ~link.reshape(n, -1))
+    while not bool(terminal.all()):
+        nxt_target = target.gather(1, target)
+        nxt_terminal = terminal.gather(1, target)
+        target = torch.where(terminal, target, nxt_target)
+        terminal = terminal | nxt_terminal
+    visited = torch.zeros(n, hw, dtype=torch.bool, device=dev)
+    visited.scatter_(1, flat, True)
+    index = torch.where(visited, target, torch.arange(hw, device=dev).expand(n, hw))
+    flat_x = x.reshape(n, c, hw)
+    return flat_x.gather(2, index.unsqueeze(1).expand(n, c, hw)).reshape(n, c, h, w)
+
+
+@CORRUPTIONS.register("glass_blur", category="blur", benchmark=True)
+def glass_blur(x: Tensor, param: tuple[float, int, int], ctx: Context) -> Tensor:
+    """Gaussian blur, local pixel shuffling (``iterations`` passes, offsets in [-max_delta, max_delta)), blur again.
+
+    ``param`` = (sigma, max_delta, iterations). As in the reference, the first blur is truncated to 8-bit levels
+    (``np.uint8``) before shuffling, and the shuffle copies instead of swapping (see ``glass_shuffle``).
+    """
+    sigma, d, iterations = float(param[0]), int(param[1]), int(param[2])
+    n, _, h, w = x.shape
+    y = torch.floor(_ops.gaussian_blur(x, sigma, mode="nearest") * 255.0 + 1e-4) / 255.0
+    rh, rw = h - 2 * d, w - 2 * d
+    if rh > 0 and rw > 0 and iterations > 0:
+        offsets = ctx.randint(-d, d, iterations, 2, rh, rw)
+        for it in range(iterations):
+            y = glass_shuffle(y, offsets[:, it], d)
+    return _ops.gaussian_blur(y, sigma, mode="nearest")
+
+
+# ------------------------------------------------------------------------------------------------- motion blur
+def motion_offsets(
+    radius: float, sigma: float, angle: float, height: int, width: int
+) -> list[tuple[float, int, int]]:
+    """The shift-and-sum kernel of the reference (ImageMagick's motion blur): ``(weight, dy, dx)`` per tap.
+
+    ``2 * ceil(radius) + 1`` taps with one-sided Gaussian weights ``exp(-i^2 / (2 sigma^2))`` (normalised over all
+    taps), tap i shifted by ``-ceil(i * (sin, cos)(angle) - 0.5)``; taps from the first one that would leave the image
+    on are dropped without renormalising, as in the reference.
+    """
+    width_k = 2 * int(math.ceil(radius)) + 1
+    i = np.arange(width_k, dtype=np.float64)
+    k = np.exp(-(i**2) / (2.0 * sigma**2)) / (math.sqrt(2.0 * math.pi) * sigma)
+    k /= k.sum()
+    s, c = math.sin(math.radians(angle)), math.cos(math.radians(angle))
+    taps = []
+    for j in range(width_k):
+        dy = -math.ceil(j * s - 0.5)
+        dx = -math.ceil(j * c - 0.5)
+        if abs(dy) >= height or abs(dx) >= width:
+            break
+        taps.append((float(k[j]), dy, dx))
+    return taps
+
+
+@CORRUPTIONS.register("motion_blur", category="blur", benchmark=True)
+def motion_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
+    """Blur along a random direction (angle uniform in [-45, 45) degrees per image); ``param`` = (radius, sigma).
+
+    Each tap shifts the image (edges replicated) and adds it with its weight: ``out[h, w] = sum_i k_i *
+    x[clamp(h - dy_i), clamp(w - dx_i)]``.
+    """
+    n, c, h, w = x.shape
+    angles = (ctx.rand(1) * 90.0 - 45.0).view(-1).tolist()
+    out = torch.empty_like(x)
+    for i, angle in enumerate(angles):
+        taps = motion_offsets(float(param[0]), float(param[1]), angle, h, w)
+        pad = max(max(abs(dy), abs(dx)) for _, dy, dx in taps)
+        xi = F.pad(x[i : i + 1], (pad, pad, pad, pad), mode="replicate") if pad else x[i : i + 1]
+        acc = torch.zeros_like(x[i : i + 1])
+        for weight, dy, dx in taps:
+            acc.add_(xi[:, :, pad - dy : pad - dy + h, pad - dx : pad - dx + w], alpha=weight)
+        out[i] = acc[0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- zoom blur
+@CORRUPTIONS.register("zoom_blur", category="blur", benchmark=True)
+def zoom_blur(x: Tensor, param: tuple[float, ...], ctx: Context) -> Tensor:
+    """Average of the image and its centre zooms by each factor of ``param``.
+
+    Each zoom crops the centre ``ceil(H / z) x ceil(W / z)``, resizes it bilinearly to ``round(size * z)`` with
+    corner-aligned sampling (scipy's ``zoom(order=1)``) and keeps the top-left H x W, as the reference does.
+    """
+    n, c, h, w = x.shape
+    acc = x.clone()
+    for z in param:
+        z = float(z)
+        ch, cw = int(math.ceil(h / z)), int(math.ceil(w / z))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        crop = x[:, :, top : top + ch, left : left + cw]
+        size = (int(round(ch * z)), int(round(cw * z)))
+        zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
+        acc += zoomed[:, :, :h, :w]
+    return acc / (len(param) + 1)
+
+
+# ----------------------------------------------------------------------------------------------- gaussian blur
 @CORRUPTIONS.register("gaussian_blur", category="blur", benchmark=False)
 def gaussian_blur(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Gaussian blur with sigma = ``param`` px, edges replicated (scikit-image ``gaussian``'s defaults)."""

@@ -7,13 +7,30 @@ are treated as RGB with three equal channels and brought back by the mean over t
 
 from __future__ import annotations
 
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from . import _ops
 from .base import CORRUPTIONS, Context
 
-__all__ = ["brightness", "contrast", "saturate"]
+__all__ = [
+    "brightness",
+    "contrast",
+    "saturate",
+    "jpeg_compression",
+    "pixelate",
+    "elastic_transform",
+    "box_resize_matrix",
+    "nearest_index",
+]
 
 
 @CORRUPTIONS.register("brightness", category="weather", benchmark=True)
@@ -54,3 +71,151 @@ def saturate(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
     gray_tint = torch.cat([v, v * (1 - s_new), v * (1 - s_new)], dim=1)
     out = torch.where(delta > 0, colour, gray_tint)
     return _ops.from_rgb(out, x.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------- JPEG compression
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="jpeg")
+    return _POOL
+
+
+def _jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as decoded:
+        return np.asarray(decoded)
+
+
+@CORRUPTIONS.register("jpeg_compression", category="digital", benchmark=True)
+def jpeg_compression(x: Tensor, param: int, ctx: Context) -> Tensor:
+    """Encode as JPEG with quality ``param`` (Pillow / libjpeg defaults: 4:2:0 chroma subsampling) and decode.
+
+    Runs per image in a thread pool (the codec releases the GIL). Grayscale images are coded as one-channel JPEGs.
+    """
+    n, c, h, w = x.shape
+    u8 = torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    planes = [np.ascontiguousarray(u8[i, :, :, 0] if c == 1 else u8[i]) for i in range(n)]
+    quality = int(param)
+    if n == 1:
+        results = [_jpeg_roundtrip(planes[0], quality)]
+    else:
+        results = list(_pool().map(lambda a: _jpeg_roundtrip(a, quality), planes))
+    out = torch.from_numpy(np.stack(results).reshape(n, h, w, c)).permute(0, 3, 1, 2)
+    return (out.to(torch.float32) / 255.0).to(x.device)
+
+
+# ------------------------------------------------------------------------------------------------------ pixelate
+@lru_cache(maxsize=64)
+def box_resize_matrix(in_size: int, out_size: int) -> Tensor:
+    """Pillow's BOX resampling weights as an (out_size, in_size) matrix.
+
+    Output pixel j averages the input pixels whose centres fall in ``((j + 0.5) * s - s / 2, (j + 0.5) * s + s / 2]``
+    with ``s = in_size / out_size`` (at least 1 px wide), equally weighted.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    mat = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for j in range(out_size):
+        centre = (j + 0.5) * scale
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        for i in range(lo, hi):
+            t = (i - centre + 0.5) / filterscale
+            if -0.5 < t <= 0.5:
+                mat[j, i] = 1.0
+        total = mat[j].sum()
+        if total > 0:
+            mat[j] /= total
+    return mat.to(torch.float32)
+
+
+def nearest_index(in_size: int, out_size: int) -> Tensor:
+    """Pillow's NEAREST (and, for enlargements, BOX) source index of each output pixel: ``floor((j + 0.5) * s)``."""
+    scale = in_size / out_size
+    j = torch.arange(out_size, dtype=torch.float64)
+    return torch.floor((j + 0.5) * scale).to(torch.long).clamp_(0, in_size - 1)
+
+
+@CORRUPTIONS.register("pixelate", category="digital", benchmark=True)
+def pixelate(x: Tensor, param: float, ctx: Context) -> Tensor:
+    """Shrink to ``int(size * param)`` with Pillow's BOX filter, enlarge back by nearest-neighbour sampling.
+
+    Works on 8-bit levels like Pillow: the input is rounded to them, and so is the result of each of the two BOX
+    passes (horizontal first). Enlarging with Pillow's BOX or NEAREST filter picks the same pixels (an enlargement's
+    box covers one source centre), so this matches ImageNet-C / CIFAR-10-C (BOX) and imagecorruptions (NEAREST).
+    """
+    n, c, h, w = x.shape
+    sh, sw = max(int(h * float(param)), 1), max(int(w * float(param)), 1)
+    y = torch.round(x * 255.0)
+    if sw != w:
+        y = torch.round(torch.matmul(y, box_resize_matrix(w, sw).to(x.device).t()))
+    if sh != h:
+        y = torch.round(torch.matmul(box_resize_matrix(h, sh).to(x.device), y))
+    y = y.index_select(2, nearest_index(sh, h).to(x.device)).index_select(
+        3, nearest_index(sw, w).to(x.device)
+    )
+    return y / 255.0
+
+
+# -------------------------------------------------------------------------------------------- elastic transform
+def _sample(x: Tensor, rows: Tensor, cols: Tensor, mode: str) -> Tensor:
+    """Bilinear sampling of (N, C, H, W) at pixel coordinates (N, H, W); ``mode``: "mirror" or "reflect"."""
+    h, w = x.shape[2:]
+    if mode == "mirror":  # whole-sample symmetric: OpenCV BORDER_REFLECT_101
+        gx = cols * (2.0 / max(w - 1, 1)) - 1.0
+        gy = rows * (2.0 / max(h - 1, 1)) - 1.0
+        align = True
+    else:  # half-sample symmetric: scipy.ndimage "reflect"
+        gx = (2.0 * cols + 1.0) / w - 1.0
+        gy = (2.0 * rows + 1.0) / h - 1.0
+        align = False
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=align)
+
+
+@CORRUPTIONS.register("elastic_transform", category="digital", benchmark=True)
+def elastic_transform(x: Tensor, param: tuple[float, float, float], ctx: Context) -> Tensor:
+    """Hendrycks' elastic transform: a random affine warp, then a smooth random displacement field.
+
+    ``param`` = (alpha, sigma, affine) in pixels at the suite's native size, scaled by ``min(H, W) / native_size``
+    (the published values are multiples of the image size). The three corners of a centred square of side
+    ``2 * (min(H, W) // 3)`` each move by uniform offsets in [-affine, affine] (bilinear, mirrored borders); then each
+    pixel is displaced by ``alpha * G_sigma * U(-1, 1)`` per axis (Gaussian truncated at 3 sigma, reflected borders)
+    and resampled bilinearly.
+    """
+    n, c, h, w = x.shape
+    k = ctx.scale(h, w)
+    alpha, sigma, affine = float(param[0]) * k, float(param[1]) * k, float(param[2]) * k
+    dev = x.device
+    # --- random affine: solve for the map taking the square's corners to their moved positions (x, y order)
+    cy, cx, sq = h // 2, w // 2, min(h, w) // 3
+    src = torch.tensor(
+        [[cx + sq, cy + sq], [cx + sq, cy - sq], [cx - sq, cy - sq]], dtype=torch.float64
+    )  # (3, 2) as (x, y)
+    moved = src + (ctx.rand(3, 2, dtype=torch.float64).cpu() * 2.0 - 1.0) * affine  # (N, 3, 2)
+    ones = torch.ones(3, 1, dtype=torch.float64)
+    a_mat = torch.cat([src, ones], dim=1)  # (3, 3)
+    fwd = torch.linalg.solve(a_mat, moved).transpose(1, 2)  # (N, 2, 3): dst = fwd @ [x, y, 1]
+    full = torch.cat([fwd, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(n, 1, 3)], dim=1)
+    inv = torch.linalg.inv(full)[:, :2].to(torch.float32).to(dev)  # dst pixel -> source coordinate
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=dev),
+        torch.arange(w, dtype=torch.float32, device=dev),
+        indexing="ij",
+    )
+    src_x = inv[:, 0, 0, None, None] * xs + inv[:, 0, 1, None, None] * ys + inv[:, 0, 2, None, None]
+    src_y = inv[:, 1, 0, None, None] * xs + inv[:, 1, 1, None, None] * ys + inv[:, 1, 2, None, None]
+    warped = _sample(x, src_y, src_x, "mirror")
+    # --- smooth displacement field (dx, dy) per image
+    field = ctx.rand(2, h, w) * 2.0 - 1.0
+    disp = (
+        _ops.gaussian_blur(field, sigma, mode="reflect", truncate=3.0) * alpha if sigma > 0 else field * 0.0
+    )
+    return _sample(warped, ys + disp[:, 1], xs + disp[:, 0], "reflect")
