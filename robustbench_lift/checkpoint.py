@@ -213,6 +213,11 @@ def save_checkpoint(
     cfg = dict(getattr(model, "default_cfg", None) or {})
     given = {"input_size": input_size, "mean": mean, "std": std, **overrides}
     cfg.update({k: v for k, v in given.items() if v is not None})
+    swap = getattr(model, "pooling_swap", None)  # set by models.swap.swap_pooling on torchvision models
+    if swap is not None and getattr(swap, "kind", None):
+        if cfg.get("pool") is None:
+            cfg["pool"] = swap.kind
+        cfg["swap"] = {"strided_convs": bool(getattr(swap, "strided_convs", None))}
     if not cfg.get("arch"):
         raise ValueError(
             "cannot record the architecture: the model has no default_cfg['arch']; pass arch=..."
@@ -409,7 +414,8 @@ def _build(
         if pool is not None:
             from robustbench_lift.models.swap import swap_pooling
 
-            swapped = swap_pooling(model, pool)
+            strided = bool((options or {}).get("swap", {}).get("strided_convs", False))
+            swapped = swap_pooling(model, pool, strided_convs=strided)
             model = swapped if isinstance(swapped, nn.Module) else model
         return model
     from robustbench_lift.models import build_model
@@ -419,7 +425,7 @@ def _build(
         for k, v in (("pool", pool), ("num_classes", num_classes), ("in_channels", in_channels))
         if v is not None
     }
-    kwargs.update(options or {})
+    kwargs.update({k: v for k, v in (options or {}).items() if k != "swap"})
     try:
         return build_model(arch, **kwargs)
     except CheckpointError:

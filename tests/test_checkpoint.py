@@ -325,6 +325,23 @@ def test_round_trip_through_build_model(tmp_path, generator, arch, options, size
     assert ckpt.model.default_cfg == model.default_cfg
     x = torch.randn(2, model.default_cfg["in_channels"], size, size, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
-    # Another pooling kind cannot take the lift weights: named, not silently dropped.
-    with pytest.raises(CheckpointError, match="unexpected keys"):
-        load_checkpoint(path, pool="max")
+    if arch == "convnet":
+        # Another pooling kind cannot take the lift weights: named, not silently dropped.
+        with pytest.raises(CheckpointError, match="unexpected keys"):
+            load_checkpoint(path, pool="max")
+
+
+def test_round_trip_torchvision_with_swapped_pooling(tmp_path, generator):
+    swap = pytest.importorskip("robustbench_lift.models.swap")
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("resnet18", weights=None, num_classes=4)
+    swap.swap_pooling(model, "blur", strided_convs=True, example_input=torch.zeros(1, 3, 32, 32))
+    model.eval()
+    path = save_checkpoint(tmp_path / "tv.safetensors", model, arch="torchvision:resnet18")
+    ckpt = load_checkpoint(path)
+    assert (ckpt.meta.arch, ckpt.meta.pool, ckpt.meta.num_classes) == ("torchvision:resnet18", "blur", 4)
+    assert ckpt.meta.model_cfg["swap"] == {"strided_convs": True}
+    x = torch.randn(1, 3, 32, 32, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
