@@ -573,6 +573,7 @@ def load_checkpoint(
                 if build["in_channels"] is not None
                 else cfg.get("in_channels"),
                 "content_hash": content_hash(state),
+                "model_cfg": cfg or None,
             },
             fmt,
         )

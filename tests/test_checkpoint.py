@@ -205,6 +205,7 @@ def test_state_dict_wrappers(tmp_path, fake_models, generator, wrap):
     ckpt = load_checkpoint(tmp_path / "w.pth", arch="tiny", pool="max")
     assert ckpt.meta.format == "state_dict" and ckpt.meta.num_classes == 7  # read from the head
     assert ckpt.meta.mean == (0.5,) * 3  # from the rebuilt model's default_cfg
+    assert ckpt.meta.model_cfg["arch"] == "tiny" and ckpt.meta.model_cfg["num_classes"] == 7
     x = torch.randn(2, 3, 8, 8, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
 
