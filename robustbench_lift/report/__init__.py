@@ -1,3 +1,145 @@
 """Reports on finished runs: tables, plots, a self-contained HTML page, a Markdown summary, ``compare`` and the
-``check`` regression gate. Everything here reads ``results.csv`` and ``manifest.json`` only (and, for paired
-differences, the per-sample arrays of the stored cells)."""
+``check`` regression gate.
+
+Everything here reads ``results.csv`` and ``manifest.json`` only (and, for paired differences in ``compare``, the
+per-sample arrays of the stored cells). Submodules are imported on use, so ``check`` does not pay for matplotlib.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ReportResult", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write_report` wrote: every file, and the remarks shown in the report."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+
+
+def _gallery(
+    runs: Sequence, results, gallery: str | os.PathLike[str] | None, make_gallery: bool, notes: list[str]
+):
+    """PNG bytes of the corruption gallery, or None with a note saying why there is none."""
+    from .plots import gallery_from_dataset, save_figure
+    from .tables import corruption_suites
+
+    if gallery is not None:
+        path = Path(gallery)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FileNotFoundError(f"cannot read the gallery image {os.fspath(gallery)!r}: {exc}") from exc
+        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise ValueError(f"the gallery image {os.fspath(gallery)!r} is not a PNG file")
+        return data
+    if not make_gallery:
+        return None
+    suites = corruption_suites(results)
+    for run in runs:
+        config = run.manifest.get("config", {}) if isinstance(run.manifest, dict) else {}
+        dataset = config.get("clean_dataset") or config.get("dataset")
+        if not isinstance(dataset, str) or not suites:
+            continue
+        try:
+            fig = gallery_from_dataset(dataset, suites[0], seed=int(config.get("seed", 0) or 0))
+        except Exception as exc:  # the gallery is an illustration: any failure only drops it, with the reason
+            log.info("no corruption gallery from %s: %s", dataset, exc)
+            notes.append(
+                f"corruption gallery skipped: could not corrupt an image of {dataset!r} ({type(exc).__name__}: "
+                f"{exc}); pass --gallery PNG (e.g. written by the 'corrupt' command)"
+            )
+            return None
+        png, _ = save_figure(fig, None, "gallery")
+        return png
+    notes.append(
+        "corruption gallery skipped: no run names a dataset of clean images; pass --gallery PNG "
+        "(e.g. written by the 'corrupt' command)"
+    )
+    return None
+
+
+def write_report(
+    runs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str = "robustbench-lift report",
+    gallery: str | os.PathLike[str] | None = None,
+    make_gallery: bool = True,
+    formats: Sequence[str] = ("png", "svg"),
+) -> ReportResult:
+    """Write the tables, plots, ``report.html`` and ``report.md`` of one or more runs into ``out_dir``.
+
+    Args:
+        runs: run directories (or ``results.csv`` files); models whose names collide across runs become
+            ``name@run``.
+        out_dir: created if needed; files in it with the report's names are replaced.
+        title: heading of the HTML and Markdown reports.
+        gallery: a PNG to show as the corruption gallery (e.g. written by the ``corrupt`` command).
+        make_gallery: without ``gallery``, try to draw one from the first run's dataset (skipped with a note
+            when the dataset or the corruption engine is unavailable).
+        formats: figure formats written next to the report (the HTML embeds PNGs).
+
+    Raises:
+        FileNotFoundError / ValueError: a run or the gallery image cannot be read.
+    """
+    from .html import render_html
+    from .markdown import render_markdown
+    from .plots import render_plots
+    from .tables import build_summary, build_tables, load_run, merge_runs
+
+    bad = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {bad}; valid: png, svg, pdf")
+    loaded = [load_run(r) for r in runs]
+    results = merge_runs(loaded)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = ReportResult(out_dir=out, models=list(dict.fromkeys(results["model"])))
+    renamed = [f"{k} -> {v}" for run in loaded for k, v in run.model_names.items() if k != v]
+    if renamed:
+        report.notes.append(f"model names shared by several runs were renamed: {', '.join(renamed)}")
+    tables = build_tables(results)
+    _, columns = build_summary(results)
+    absent = [name for name in ("perturbations", "shifts", "reconstruction") if tables[name].empty]
+    if absent:
+        report.notes.append(f"no {', '.join(absent)} rows in the run(s): those sections are left out")
+    for name, df in tables.items():
+        path = out / f"{name}.csv"
+        df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+        report.files.append(path)
+    plots = render_plots(tables, out, formats)
+    for p in plots:
+        report.files += p.paths
+    gallery_png = _gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
+    if gallery_png is not None:
+        path = out / "gallery.png"
+        path.write_bytes(gallery_png)
+        report.files.append(path)
+    page = render_html(
+        title=title,
+        runs=loaded,
+        tables=tables,
+        summary_columns=columns,
+        plots=plots,
+        gallery_png=gallery_png,
+        notes=report.notes,
+    )
+    (out / "report.html").write_text(page, encoding="utf-8")
+    md = render_markdown(
+        title=title, runs=loaded, summary=tables["summary"], summary_columns=columns, notes=report.notes
+    )
+    (out / "report.md").write_text(md, encoding="utf-8")
+    report.files += [out / "report.html", out / "report.md"]
+    return report

@@ -39,6 +39,8 @@ __all__ = [
     "plot_flip_probability",
     "plot_reconstruction",
     "gallery_figure",
+    "gallery_from_dataset",
+    "pooling_colour",
     "render_plots",
 ]
 
@@ -292,10 +294,11 @@ def _scatter(
     label_points: bool = True,
 ) -> list[Any]:
     handles = []
-    for row in summary.itertuples(index=False):
-        d = row._asdict()
-        model = str(d["model"])
-        xv, yv = summary.loc[summary["model"] == model, [x, y]].iloc[0].to_numpy(dtype=float)
+    placed: list[tuple[float, float]] = []
+    xs, ys = summary[x].to_numpy(dtype=float), summary[y].to_numpy(dtype=float)
+    span_x = float(np.nanmax(xs) - np.nanmin(xs)) or 1.0
+    span_y = float(np.nanmax(ys) - np.nanmin(ys)) or 1.0
+    for model, xv, yv in zip(summary["model"].astype(str), xs, ys):
         if not (np.isfinite(xv) and np.isfinite(yv)):
             continue
         st = styles[model]
@@ -319,7 +322,10 @@ def _scatter(
         )
         handles.append(h)
         if label_points:
-            ax.annotate(model, (xv, yv), textcoords="offset points", xytext=(6, 5), fontsize=8)
+            # stack the labels of points that (nearly) coincide instead of printing them on top of each other
+            near = sum(abs(px - xv) < 0.04 * span_x and abs(py - yv) < 0.04 * span_y for px, py in placed)
+            placed.append((xv, yv))
+            ax.annotate(model, (xv, yv), textcoords="offset points", xytext=(6, 5 - 11 * near), fontsize=8)
     ax.grid(alpha=0.3)
     return handles
 
@@ -496,6 +502,49 @@ def gallery_figure(images: Mapping[str, Sequence[np.ndarray]], clean: np.ndarray
             if j == 0:
                 ax.set_ylabel(name.replace("_", " "), fontsize=8, rotation=0, ha="right", va="center")
     return fig
+
+
+def gallery_from_dataset(
+    dataset: str, suite: str, *, seed: int = 0, index: int = 0, corruptions: Sequence[str] | None = None
+) -> Figure:
+    """Corrupt image ``index`` of ``dataset`` at severities 1..5 with every corruption of ``suite``.
+
+    Imports the dataset and corruption engines lazily (they pull in torch).
+
+    Raises:
+        ImportError: the corruption engine is not available.
+        ValueError / FileNotFoundError: the dataset cannot be opened or holds no clean images.
+    """
+    import warnings
+
+    import torch
+
+    from corruptions import corrupt, list_corruptions
+
+    from ..data import ImageDataset, open_dataset
+
+    ds = open_dataset(dataset)
+    if not isinstance(ds, ImageDataset) or len(ds) == 0:
+        raise ValueError(f"dataset {dataset!r} holds no clean images to corrupt")
+    image, _ = ds[index]
+    sid = ds.sample_id(index)
+    x = image.unsqueeze(0).to(torch.float32) / 255.0
+    names = list(corruptions) if corruptions is not None else list_corruptions(suite)
+    images: dict[str, list[np.ndarray]] = {}
+    with warnings.catch_warnings():
+        # an image size other than the suite's native one only changes how it looks, not what the gallery shows
+        warnings.simplefilter("ignore", UserWarning)
+        for name in names:
+            row = []
+            for severity in range(1, 6):
+                y = corrupt(x, name, severity, suite=suite, seed=seed, ids=[sid])[0]
+                row.append(_to_hwc(y.numpy()))
+            images[name] = row
+    return gallery_figure(images, _to_hwc(x[0].numpy()))
+
+
+def _to_hwc(chw: np.ndarray) -> np.ndarray:
+    return chw[0] if chw.shape[0] == 1 else np.transpose(chw, (1, 2, 0))
 
 
 # ------------------------------------------------------------------------------------------------------ output
