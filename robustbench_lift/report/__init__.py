@@ -64,7 +64,8 @@ def _gallery(
         png, _ = save_figure(fig, None, "gallery")
         return png
     notes.append(
-        "corruption gallery skipped: no run names a dataset of clean images; pass --gallery PNG "
+        "corruption gallery skipped: the runs hold no corruption suite or name no dataset of clean images; pass "
+        "--gallery PNG "
         "(e.g. written by the 'corrupt' command)"
     )
     return None
