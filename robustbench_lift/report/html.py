@@ -162,16 +162,31 @@ def _table(
     )
 
 
-def _pivot(per_corruption: pd.DataFrame, value: str) -> pd.DataFrame | None:
-    """Corruption x model grid of one per-corruption column (first corruption suite only)."""
-    if value not in per_corruption.columns or per_corruption[value].isna().all():
+#: Grids shown above a detail table: (column, heading) per table, and the grid's row keys.
+_GRIDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "per_corruption": (
+        ("mean_top1_error_%", "Mean top-1 error over severities (%)"),
+        ("CE_%", "CE (%, baseline model = 100)"),
+    ),
+    "perturbations": (
+        ("flip_probability_%", "Flip probability (%)"),
+        ("FR_%_baseline-normalised", "Flip rate (%, baseline model = 100)"),
+    ),
+}
+_GRID_INDEX: dict[str, list[str]] = {
+    "per_corruption": ["corruption", "group"],
+    "perturbations": ["perturbation", "difficulty"],
+}
+
+
+def _pivot(table: pd.DataFrame, value: str, index: list[str]) -> pd.DataFrame | None:
+    """Item x model grid of one column of a detail table (its first suite only)."""
+    if value not in table.columns or table[value].isna().all():
         return None
-    suite = per_corruption["suite"].iloc[0]
-    df = per_corruption[per_corruption["suite"] == suite]
+    suite = table["suite"].iloc[0]
+    df = table[(table["suite"] == suite) & table[value].notna()]
     models = list(dict.fromkeys(df["model"]))
-    grid = df.pivot_table(
-        index=["corruption", "group"], columns="model", values=value, aggfunc="first", sort=False
-    )
+    grid = df.pivot_table(index=index, columns="model", values=value, aggfunc="first", sort=False)
     grid = grid.reindex(columns=models).reset_index()
     grid.columns = [str(c) for c in grid.columns]
     return grid
@@ -304,13 +319,10 @@ def render_html(
         if df is None or df.empty:
             continue
         out.append(f'<h2 id="{_e(key)}">{_e(heading)}</h2>')
-        if key == "per_corruption":
-            # corruption x model grids read better than the long table, which stays available below
-            for value, label in (
-                ("mean_top1_error_%", "Mean top-1 error over severities (%)"),
-                ("CE_%", "CE (%, baseline model = 100)"),
-            ):
-                grid = _pivot(df, value)
+        if key in _GRIDS:
+            # item x model grids read better than the long tables, which stay available below
+            for value, label in _GRIDS[key]:
+                grid = _pivot(df, value, _GRID_INDEX[key])
                 if grid is not None:
                     out.append(f"<h3>{_e(label)}</h3>{_table(grid)}")
             collapsed = True
