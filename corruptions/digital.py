@@ -147,17 +147,19 @@ def nearest_index(in_size: int, out_size: int) -> Tensor:
 def pixelate(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Shrink to ``int(size * param)`` with Pillow's BOX filter, enlarge back by nearest-neighbour sampling.
 
-    Works on 8-bit levels like Pillow: the input is rounded to them, and so is the result of each of the two BOX
-    passes (horizontal first). Enlarging with Pillow's BOX or NEAREST filter picks the same pixels (an enlargement's
+    Works on 8-bit levels like Pillow: the input is rounded to them, and the result of each of the two BOX passes
+    (horizontal first) is rounded half up. Enlarging with Pillow's BOX or NEAREST filter picks the same pixels (an enlargement's
     box covers one source centre), so this matches ImageNet-C / CIFAR-10-C (BOX) and imagecorruptions (NEAREST).
     """
     n, c, h, w = x.shape
     sh, sw = max(int(h * float(param)), 1), max(int(w * float(param)), 1)
     y = torch.round(x * 255.0)
+    # Pillow rounds each pass half up (fixed point); a 2-pixel average hits .5 often, so torch.round (half to even)
+    # would differ from it on many pixels
     if sw != w:
-        y = torch.round(torch.matmul(y, box_resize_matrix(w, sw).to(x.device).t()))
+        y = torch.floor(torch.matmul(y, box_resize_matrix(w, sw).to(x.device).t()) + 0.5 + 1e-4)
     if sh != h:
-        y = torch.round(torch.matmul(box_resize_matrix(h, sh).to(x.device), y))
+        y = torch.floor(torch.matmul(box_resize_matrix(h, sh).to(x.device), y) + 0.5 + 1e-4)
     y = y.index_select(2, nearest_index(sh, h).to(x.device)).index_select(
         3, nearest_index(sw, w).to(x.device)
     )
