@@ -144,6 +144,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=path.suffix, dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared like any written file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
