@@ -72,6 +72,9 @@ def _motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor
     with edges replicated, weighted by a one-sided Gaussian normalised over all taps. Taps whose shift leaves the
     image are dropped (the reference stops there), without renormalising.
 
+    Small images: one batched gather per tap. Large images: shifted windows of an edge-padded copy are added image
+    by image (plain slices, several times faster than gathers once an image has thousands of pixels).
+
     Shape:
         x: (N, C, H, W); angles: (N,).
     """
@@ -83,21 +86,33 @@ def _motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor
     rad = torch.deg2rad(angles.detach().to("cpu", torch.float64))
     py, px = width * torch.sin(rad), width * torch.cos(rad)
     hyp = torch.hypot(py, px)
-    rows0 = torch.arange(h)
-    cols0 = torch.arange(w)
-    alive = torch.ones(n, dtype=torch.bool)
+    dy = -torch.ceil(taps[None, :] * py[:, None] / hyp[:, None] - 0.5).long()  # (N, T)
+    dx = -torch.ceil(taps[None, :] * px[:, None] / hyp[:, None] - 0.5).long()
+    alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), dim=1).bool()
     out = torch.zeros_like(x)
-    for i in range(width):
-        dy = -torch.ceil(i * py / hyp - 0.5).long()
-        dx = -torch.ceil(i * px / hyp - 0.5).long()
-        alive &= (dy.abs() < h) & (dx.abs() < w)
-        if not bool(alive.any()):
+    if h * w >= 4096:
+        pad = width - 1
+        rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
+        cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
+        xp = x.index_select(2, rows).index_select(3, cols)
+        tops, lefts, live, k = (pad - dy).tolist(), (pad - dx).tolist(), alive.tolist(), kernel.tolist()
+        for i in range(n):
+            oi, xi = out[i], xp[i]
+            for t in range(width):
+                if not live[i][t]:
+                    break
+                y0, x0 = tops[i][t], lefts[i][t]
+                oi.add_(xi[:, y0 : y0 + h, x0 : x0 + w], alpha=k[t])
+        return out
+    rows0, cols0 = torch.arange(h), torch.arange(w)
+    for t in range(width):
+        if not bool(alive[:, t].any()):
             break
-        rows = (rows0[None, :] - dy[:, None]).clamp_(0, h - 1).to(x.device)
-        cols = (cols0[None, :] - dx[:, None]).clamp_(0, w - 1).to(x.device)
+        rows = (rows0[None, :] - dy[:, t, None]).clamp_(0, h - 1).to(x.device)
+        cols = (cols0[None, :] - dx[:, t, None]).clamp_(0, w - 1).to(x.device)
         shifted = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
         shifted = shifted.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-        weight = (kernel[i] * alive.double()).to(dtype=x.dtype, device=x.device)
+        weight = (kernel[t] * alive[:, t].double()).to(dtype=x.dtype, device=x.device)
         out += weight.view(n, 1, 1, 1) * shifted
     return out
 
