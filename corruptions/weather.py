@@ -123,7 +123,7 @@ def _next_power_of_2(n: int) -> int:
 
 
 def plasma_fractal(ctx: Context, mapsize: int, wibbledecay: float) -> Tensor:
-    """A diamond-square height map per image, normalised to [0, 1] (float64, on ``ctx.device``).
+    """A diamond-square height map per image, normalised to [0, 1] (float32, on ``ctx.device``).
 
     Follows the published generator: the random displacement at each level is ``wibble * U(-wibble, wibble)``
     with ``wibble`` starting at 100 and divided by ``wibbledecay`` per level. Image i draws from its own generator.
@@ -133,9 +133,9 @@ def plasma_fractal(ctx: Context, mapsize: int, wibbledecay: float) -> Tensor:
     """
     if mapsize < 2 or mapsize & (mapsize - 1):
         raise ValueError(f"mapsize must be a power of two >= 2, got {mapsize}")
-    m = torch.zeros(len(ctx), mapsize, mapsize, dtype=torch.float64, device=ctx.device)
+    m = torch.zeros(len(ctx), mapsize, mapsize, device=ctx.device)
     # Every point but (0, 0) gets one uniform draw: take them all in one call per image, then consume in order.
-    draws = ctx.rand(mapsize * mapsize - 1, dtype=torch.float64)
+    draws = ctx.rand(mapsize * mapsize - 1)
     used = 0
     step = mapsize
     wibble = 100.0

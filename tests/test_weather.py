@@ -120,7 +120,7 @@ def test_plasma_fractal_matches_published_generator():
     plasma = reference_function("fog").__globals__["plasma_fractal"]
     with random_source(_Feed(u, np.zeros(1))):
         ref = plasma(mapsize=64, wibbledecay=1.7)
-    np.testing.assert_allclose(ours, ref, atol=1e-9)
+    np.testing.assert_allclose(ours, ref, atol=2e-6)  # float32 map vs the float64 original
     assert ours.min() == 0.0 and ours.max() == 1.0
 
 
