@@ -157,6 +157,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--n-boot", type=_non_negative, default=1000, metavar="B", help="bootstrap resamples for CIs"
     )
     run_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    run_.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="where cells run: this process, or Ray tasks (extra 'ray'; see docs/ray.md)",
+    )
+    run_.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster for --executor ray: auto, HOST:6379 or ray://HOST:10001 (default: a local instance)",
+    )
     for hook in EXTRA_OPTIONS:
         hook(p)
     return p
@@ -180,11 +192,26 @@ def _format_summary(table: Any) -> str:
     return "\n".join(lines)
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor named by ``--executor`` (None: the evaluator's local default)."""
+    if args.executor == "local":
+        if args.ray_address is not None:
+            raise UsageError("--ray-address needs --executor ray")
+        return None
+    from ..ray_executor import RayExecutor, RayNotInstalledError
+
+    try:
+        return RayExecutor(address=args.ray_address)
+    except RayNotInstalledError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
     if args.name is not None and len(args.name) != len(args.checkpoints):
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
+    executor = _executor(args)
     extra: dict[str, Any] = {}
     for hook in EXTRA_KWARGS:
         extra.update(hook(args))
@@ -203,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp or False,
         channels_last=args.channels_last,
         progress=not args.no_progress,
+        executor=executor,
         names=args.name,
         baseline=args.baseline,
         new_run=args.new_run,
