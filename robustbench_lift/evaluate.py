@@ -24,7 +24,6 @@ perturbation suites and probes register their own kind.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import math
@@ -1010,13 +1009,10 @@ register_suite_kind(
 
 # ====================================================================================================== models
 def _content_hash(model: nn.Module) -> str:
-    """sha256 over the state_dict (names, dtypes, shapes, bytes), for models that come without one."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return "sha256:" + h.hexdigest()
+    """The checkpoint format's content hash of the model's tensors (for models that come without one)."""
+    from .checkpoint import content_hash
+
+    return content_hash(model.state_dict())
 
 
 def _size2(value: Any) -> tuple[int, int] | None:
