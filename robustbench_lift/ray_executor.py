@@ -31,6 +31,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -397,29 +398,41 @@ class RayExecutor:
         )
         return True
 
-    def _task_resources(self, ray: ModuleType, context: EvalContext) -> tuple[float, str]:
-        """GPUs per task and the device string the tasks use."""
+    def _task_resources(
+        self, ray: ModuleType, context: EvalContext, *, local: bool
+    ) -> tuple[int, float, str]:
+        """CPUs and GPUs per task, and the device string the tasks use.
+
+        A task reserves ``cpus_per_task`` CPUs for its torch threads plus one per data-loading process
+        (``context.workers``). A request no node can hold is an error on a local instance this executor started;
+        on a cluster it only warns, since an autoscaler may still add such nodes.
+        """
         resources = ray.cluster_resources()
         if self.num_gpus_per_task == _AUTO:
             gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
         else:
             gpus = float(self.num_gpus_per_task)
-        wants_cuda = torch.device(context.device).type == "cuda"
-        if gpus == 0 and wants_cuda:
+        cpus = self.cpus_per_task + int(context.workers)
+        if gpus == 0 and torch.device(context.device).type == "cuda":
             raise ValueError(
                 f"device {context.device!r} was asked for but the Ray tasks get no GPU (cluster resources: "
                 f"{resources}); start GPU workers or set num_gpus_per_task"
             )
         if gpus == 0 and context.amp:
             raise ValueError("mixed precision needs GPU tasks; the Ray cluster offers none")
-        if resources.get("CPU", 0) < self.cpus_per_task or resources.get("GPU", 0) < gpus:
-            log.warning(
-                "each task asks for %d CPU and %g GPU but the cluster has %s now; tasks wait until it grows",
-                self.cpus_per_task,
-                gpus,
-                resources,
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+            message = (
+                f"each task asks for {cpus} CPU(s) ({self.cpus_per_task} for torch threads + {context.workers} "
+                f"data-loading worker(s)) and {gpus:g} GPU(s), more than any node has: "
+                f"{[{k: v for k, v in n.items() if k in ('CPU', 'GPU')} for n in nodes]}"
             )
-        return gpus, ("cuda" if gpus > 0 else "cpu")
+            if local:
+                raise ValueError(
+                    message + "; lower --workers or cpus_per_task, or give the instance more CPUs"
+                )
+            log.warning("%s; tasks wait until the cluster grows", message)
+        return cpus, gpus, ("cuda" if gpus > 0 else "cpu")
 
     # ------------------------------------------------------------------ Executor protocol
     def map(self, cells: Sequence[CellSpec], context: EvalContext) -> Iterator[tuple[CellSpec, CellResult]]:
@@ -433,17 +446,18 @@ class RayExecutor:
         ray = import_ray()
         started = self._connect(ray)
         try:
-            yield from self._map(ray, list(cells), context)
+            local = started and self.address is None and not os.environ.get("RAY_ADDRESS")
+            yield from self._map(ray, list(cells), context, local=local)
         finally:
             if started:
                 ray.shutdown()
 
     def _map(
-        self, ray: ModuleType, cells: list[CellSpec], context: EvalContext
+        self, ray: ModuleType, cells: list[CellSpec], context: EvalContext, *, local: bool
     ) -> Iterator[tuple[CellSpec, CellResult]]:
-        gpus, device = self._task_resources(ray, context)
+        cpus, gpus, device = self._task_resources(ray, context, local=local)
         remote = ray.remote(_run_task).options(
-            num_cpus=self.cpus_per_task,
+            num_cpus=cpus,
             num_gpus=gpus,
             max_retries=self.max_retries,
             retry_exceptions=False,
@@ -469,7 +483,7 @@ class RayExecutor:
             len(pending),
             len(cells),
             gpus,
-            self.cpus_per_task,
+            cpus,
             device,
         )
         failures: list[tuple[CellSpec, BaseException]] = []
