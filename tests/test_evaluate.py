@@ -359,3 +359,39 @@ def test_fashion_mnist_end_to_end(tmp_path):
         n_boot=10,
     )
     assert r.results.query("corruption == 'contrast' and metric == 'top1_error'")["n"].item() == 16
+
+
+def test_amp_needs_cuda_and_bad_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="mixed precision .* CUDA"):
+        evaluate([Tiny()], _data(), "cifar10-c", out=tmp_path / "r", amp="bf16", progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate([Tiny()], _data(), "cifar10-c", out=tmp_path / "r", batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="severities"):
+        evaluate([Tiny()], _data(), "cifar10-c", out=tmp_path / "r", severities=[6], progress=False)
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        evaluate(
+            [Tiny()],
+            _data(),
+            "cifar10-c",
+            out=tmp_path / "r",
+            baseline="nope",
+            limit=4,
+            progress=False,
+            corruptions=["fog"],
+            severities=[1],
+        )
+
+
+@pytest.mark.gpu
+def test_cuda_amp_channels_last_agree_with_cpu():
+    data = _data(n=64, channels=3)
+    pre = Preprocess(channels=3, input_size=(16, 16), mean=(0.5,) * 3, std=(0.25,) * 3)
+    spec = CellSpec(model="m", suite="cifar10-c", corruption="gaussian_noise", severity=2, seed=0)
+    cpu = run_cell(spec, Tiny(in_channels=3), data, preprocess=pre)
+    gpu = run_cell(
+        spec, Tiny(in_channels=3), data, device="cuda", preprocess=pre, amp="bf16", channels_last=True
+    )
+    assert gpu.info["device"].startswith("cuda")
+    np.testing.assert_array_equal(cpu.arrays["ids"], gpu.arrays["ids"])
+    agree = (cpu.arrays["top5"][:, 0] == gpu.arrays["top5"][:, 0]).mean()
+    assert agree >= 0.9, f"bf16/channels_last top-1 agrees with fp32 CPU on only {agree:.0%} of images"
