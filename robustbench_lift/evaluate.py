@@ -607,6 +607,19 @@ def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, A
 
 def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]:
     if opts.pregenerated:
+        native = getattr(opts.dataset, "image_size", None)
+        if opts.dataset.name == "imagenet-c" and native is not None:
+            wrong = [
+                m.name
+                for m in opts.models
+                if m.input_size is not None and tuple(m.input_size) != tuple(native)
+            ]
+            if wrong:
+                raise ValueError(
+                    f"models {wrong} expect another input size than the {native[0]}x{native[1]} pre-generated "
+                    "ImageNet-C images, which are never resized again; override with --input-size if the model "
+                    "accepts them"
+                )
         available = list(opts.dataset.corruptions)
         sev_available = list(opts.dataset.severities)
         cell_kind = "pregenerated"

@@ -395,3 +395,38 @@ def test_cuda_amp_channels_last_agree_with_cpu():
     np.testing.assert_array_equal(cpu.arrays["ids"], gpu.arrays["ids"])
     agree = (cpu.arrays["top5"][:, 0] == gpu.arrays["top5"][:, 0]).mean()
     assert agree >= 0.9, f"bf16/channels_last top-1 agrees with fp32 CPU on only {agree:.0%} of images"
+
+
+def test_dataloader_workers_give_the_same_predictions():
+    data = _data(n=20)
+    pre = Preprocess(channels=1, input_size=(16, 16), mean=(0.5,), std=(0.25,))
+    spec = CellSpec(model="m", suite="cifar10-c", corruption="contrast", severity=4, seed=2)
+    a = run_cell(spec, Tiny(), data, preprocess=pre, batch_size=6)
+    b = run_cell(spec, Tiny(), data, preprocess=pre, batch_size=6, workers=1)
+    np.testing.assert_array_equal(a.arrays["top5"], b.arrays["top5"])
+    np.testing.assert_array_equal(a.arrays["labels"], b.arrays["labels"])
+
+
+def test_pregenerated_imagenet_c_is_never_resized_and_alexnet_normalised(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "inc"
+    for sev in (1, 2):
+        for wnid in ("n01", "n02"):
+            folder = root / "fog" / str(sev) / wnid
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.JPEG"
+                )
+    model = Tiny(in_channels=3, num_classes=2)
+    with pytest.raises(ValueError, match="never resized again"):
+        evaluate([model], f"imagenet-c:{root}", None, out=tmp_path / "r", progress=False)
+    r = evaluate(
+        [model], f"imagenet-c:{root}", None, out=tmp_path / "r", input_size=224, progress=False, n_boot=10
+    )
+    ce = r.results.query("corruption == 'fog' and metric == 'ce'")
+    assert ce["protocol"].item().startswith("CE, AlexNet-normalised")
+    errors = r.results.query("corruption == 'fog' and metric == 'top1_error'")["value"].to_numpy()
+    assert ce["value"].item() == pytest.approx(100 * errors.sum() / sum(metrics.ALEXNET_ERRORS["fog"][:2]))
