@@ -1,0 +1,186 @@
+"""``robustbench-lift train``: train a registered architecture with a given pooling; resumable.
+
+Examples::
+
+    robustbench-lift train --arch convnet --pool lift --dataset fashion-mnist --epochs 10 --out ckpt/lift.safetensors
+    robustbench-lift train --arch resnet18 --pool blur --dataset cifar10:~/data --epochs 100 --out ckpt/r18-blur.safetensors
+    robustbench-lift train --arch resnet50 --pool lift --model-opt stem=imagenet --dataset imagefolder:~/imagenet/train \\
+        --val-dataset imagefolder:~/imagenet/val --image-size 224 --epochs 90 --out ckpt/r50-lift.safetensors
+
+Writes the last checkpoint to ``--out``, the best one next to it (``NAME.best.safetensors``) and a resume state
+(``NAME.safetensors.resume.pt``); interrupting and re-running the same command resumes after the last finished
+epoch. Progress goes to stderr, the summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..cli import UsageError
+
+__all__ = ["register", "run", "parse_options"]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``["stem=imagenet", "widths=[16,32,64]"]`` -> ``{"stem": "imagenet", "widths": [16, 32, 64]}``.
+
+    Values are read as JSON when they parse (numbers, lists, true/false), else kept as strings.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from robustbench_lift.models import list_models
+    from robustbench_lift.pools import list_pools
+    from robustbench_lift.train import OPTIMIZERS
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a model with a given pooling layer (resumable)",
+        description=__doc__.split("\n\n")[0],
+        epilog="Re-running the same command resumes after the last finished epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--arch", required=True, choices=list_models(), help="model architecture")
+    p.add_argument("--pool", required=True, choices=list_pools(), help="pooling at every downsampling point")
+    p.add_argument(
+        "--dataset", required=True, help="dataset spec, e.g. fashion-mnist, cifar10:ROOT (train split)"
+    )
+    p.add_argument("--epochs", required=True, type=_positive, help="total number of epochs")
+    p.add_argument(
+        "--out", required=True, help="last checkpoint (.safetensors); best and resume state go next to it"
+    )
+    p.add_argument("--val-dataset", default=None, help="validation spec (default: the dataset's test split)")
+    p.add_argument(
+        "--holdout", type=_non_negative_int, default=0, help="validate on N held-out training images instead"
+    )
+    p.add_argument("--batch-size", type=_positive, default=128)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="SGD (momentum, Nesterov) or AdamW")
+    p.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default: 0.05 SGD, 2e-3 AdamW)"
+    )
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum for SGD")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4 SGD, 0.05 AdamW")
+    p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up, then cosine decay")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument(
+        "--crop-padding", type=_non_negative_int, default=4, help="random-crop padding (0: no crops)"
+    )
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: on, off for digit datasets)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-deterministic",
+        dest="deterministic",
+        action="store_false",
+        help="allow nondeterministic algorithms",
+    )
+    p.add_argument("--limit-train", type=_positive, default=None, help="train on a seeded subset of N images")
+    p.add_argument(
+        "--limit-val", type=_positive, default=None, help="validate on a seeded subset of N images"
+    )
+    p.add_argument(
+        "--model-opt", action="append", metavar="KEY=VALUE", help="architecture option, e.g. stem=imagenet"
+    )
+    p.add_argument(
+        "--pool-opt", action="append", metavar="KEY=VALUE", help="pooling option, e.g. kernel_size=3 (lift)"
+    )
+    p.add_argument(
+        "--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument(
+        "--image-size", type=_positive, default=None, help="resize + centre-crop imagefolder images"
+    )
+    p.add_argument("--download", action="store_true", help="download CIFAR / (Fashion-)MNIST when missing")
+    p.add_argument("--restart", action="store_true", help="ignore an existing resume state and start over")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustbench_lift.train import train
+
+    result = train(
+        args.arch,
+        args.pool,
+        args.dataset,
+        epochs=args.epochs,
+        out=args.out,
+        val_dataset=args.val_dataset,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        crop_padding=args.crop_padding,
+        flip=args.flip,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        limit_train=args.limit_train,
+        limit_val=args.limit_val,
+        holdout=args.holdout,
+        model_kwargs=parse_options(args.model_opt, "--model-opt"),
+        pool_kwargs=parse_options(args.pool_opt, "--pool-opt"),
+        num_threads=args.threads,
+        device=args.device,
+        image_size=args.image_size,
+        download=args.download,
+        restart=args.restart,
+        progress=None if args.progress else False,
+    )
+    source = result.config.val_source
+    if result.epochs_trained == 0:
+        print(f"already trained {len(result.history)} epochs; nothing to do")
+    elif result.start_epoch:
+        print(f"resumed after epoch {result.start_epoch}; trained {result.epochs_trained} more")
+    for rec in result.history[result.start_epoch :]:
+        print(
+            f"epoch {rec['epoch']:3d}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}  "
+            f"val ({source}) acc {rec['val_acc']:.4f}  {rec['seconds']:.1f} s"
+        )
+    print(f"final val accuracy ({source}): {result.final_val_acc:.4f}")
+    print(f"best  val accuracy ({source}): {result.best_val_acc:.4f} at epoch {result.best_epoch}")
+    print(f"last checkpoint: {result.last_path}")
+    print(f"best checkpoint: {result.best_path}")
+    return 0
