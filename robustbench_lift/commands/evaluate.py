@@ -7,9 +7,10 @@ Examples::
     robustbench-lift evaluate resnet18.pth --arch torchvision:resnet18 --num-classes 10 \\
         --dataset cifar10-c:~/data/CIFAR-10-C --clean-dataset cifar10:~/data --out reports/c10c
 
-``--suite`` takes a comma list; each entry is dispatched to the suite kind that accepts it (corruption suites are
-built in, perturbation suites and probes plug in through ``robustbench_lift.evaluate.register_suite_kind``). Options
-added here for a kind go through ``EXTRA_OPTIONS`` so the parser stays the one place that lists them.
+``--suite`` (and ``--probe``) take comma lists; each entry is dispatched to the suite kind that accepts it
+(corruption suites are built in; perturbation suites and probes plug in through
+``robustbench_lift.evaluate.register_suite_kind``). A kind that needs its own options adds them through
+``EXTRA_OPTIONS`` / ``EXTRA_KWARGS``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="cifar10-c, imagenet-c, a suite .json file, ... (default: a pre-generated set's own suite, else "
         "cifar10-c for models up to 64 px, imagenet-c above)",
     )
+    suite.add_argument(
+        "--probe",
+        type=parse_list,
+        default=None,
+        metavar="P[,P...]",
+        help="probes to run too (e.g. shift,reconstruction); alone, only the probes run",
+    )
     suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
     suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
     suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
@@ -212,13 +220,15 @@ def run(args: argparse.Namespace) -> int:
     if args.name is not None and len(args.name) != len(args.checkpoints):
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
     executor = _executor(args)
+    # probes are suites of their own kind; with --probe alone only the probes run
+    suites = list(args.suite or []) + list(args.probe or [])
     extra: dict[str, Any] = {}
     for hook in EXTRA_KWARGS:
         extra.update(hook(args))
     result = evaluate(
         args.checkpoints,
         args.dataset,
-        args.suite,
+        suites or None,
         out=args.out,
         corruptions=args.corruptions,
         severities=args.severities,
