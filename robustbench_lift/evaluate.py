@@ -627,10 +627,13 @@ def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]
         available = list(suite.corruptions)
         sev_available = [1, 2, 3, 4, 5]
         cell_kind = "corruption"
-    chosen = list(opts.corruptions) if opts.corruptions else available
-    unknown = [c for c in chosen if c not in available]
-    if unknown:
-        raise ValueError(f"suite {name!r} has no corruption(s) {unknown}; valid: {', '.join(available)}")
+    # --corruptions may name entries of other suites of the run: keep this suite's (``_plan`` checks that every
+    # requested name was used by some suite)
+    chosen = [c for c in opts.corruptions if c in available] if opts.corruptions else available
+    if not chosen:
+        raise ValueError(
+            f"suite {name!r} has no corruption(s) {list(opts.corruptions or [])}; valid: {', '.join(available)}"
+        )
     sevs = list(opts.severities) if opts.severities else sev_available
     bad = [s for s in sevs if s not in sev_available]
     if bad:
@@ -1261,6 +1264,13 @@ def _plan(models, suites, dataset, corruptions, severities, limit, seed, backend
         ]
     for name, (kind, obj, _) in resolved.items():
         cells += kind.plan(name, obj, opts)
+    if corruptions:
+        used = {c.corruption for c in cells}
+        unknown = [c for c in corruptions if c not in used]
+        if unknown:
+            raise ValueError(
+                f"no suite of the run has the corruption(s) {unknown} (suites: {', '.join(resolved)})"
+            )
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise ValueError("two planned cells share a key; check for duplicate suites or corruptions")

@@ -430,3 +430,11 @@ def test_pregenerated_imagenet_c_is_never_resized_and_alexnet_normalised(tmp_pat
     assert ce["protocol"].item().startswith("CE, AlexNet-normalised")
     errors = r.results.query("corruption == 'fog' and metric == 'top1_error'")["value"].to_numpy()
     assert ce["value"].item() == pytest.approx(100 * errors.sum() / sum(metrics.ALEXNET_ERRORS["fog"][:2]))
+
+
+def test_unknown_corruption_among_known_ones_is_refused():
+    from robustbench_lift.evaluate import load_models
+
+    models = load_models([Tiny()])
+    with pytest.raises(ValueError, match=r"no suite of the run has the corruption\(s\) \['gausian_noise'\]"):
+        plan_cells(models, ["cifar10-c"], _data(), corruptions=["fog", "gausian_noise"])
