@@ -327,9 +327,9 @@ class RayExecutor:
     """Runs cells as Ray tasks on a local or remote Ray cluster.
 
     Args:
-        address: the cluster to connect to (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``); None starts a
-            local Ray instance for the run (or joins the one ``RAY_ADDRESS`` names). Ignored when Ray is already
-            initialised in this process.
+        address: the cluster to connect to (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``); None means the
+            one ``RAY_ADDRESS`` names, else the latest one ``ray start`` started on this machine, else a new local
+            Ray instance for the duration of the run. Ignored when Ray is already initialised in this process.
         num_cpus: CPUs of the local instance started when ``address`` is None (default: all).
         num_gpus_per_task: GPUs per task: ``"auto"`` is 1 when the cluster has GPUs, else 0 (CPU tasks); a
             fraction packs several tasks on one GPU. Give it explicitly on autoscaling clusters that start without

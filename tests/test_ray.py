@@ -334,3 +334,21 @@ def test_run_resumes_across_executors(tmp_path, ray_cluster):
         run = evaluate([Tiny()], _data(), "cifar10-c", out=tmp_path / name, executor=second, **kw)
         assert (run.cells_run, run.cells_skipped) == (3, 2), name
         assert_same_run(tmp_path / "full", tmp_path / name)
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason="no Fashion-MNIST")
+def test_cli_executor_ray_equals_local(tmp_path, ray_cluster, capsys):
+    from robustbench_lift.checkpoint import save_checkpoint
+    from robustbench_lift.cli import main
+    from robustbench_lift.models import build_model
+
+    ckpt = save_checkpoint(
+        tmp_path / "max.safetensors",
+        build_model("convnet", pool="max", num_classes=10, in_channels=1, widths=(4, 8)),
+    )
+    common = [str(ckpt), "--dataset", "fashion-mnist", "--corruptions", "fog", "--severities", "2"]
+    common += ["--limit", "12", "--n-boot", "10", "--no-progress"]
+    assert main(["evaluate", *common, "--out", str(tmp_path / "local")]) == 0
+    assert main(["evaluate", *common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    assert "cells run 2" in capsys.readouterr().out
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
