@@ -564,7 +564,10 @@ def _corruption_accepts(value: Any) -> bool:
     if isinstance(value, (Suite, Mapping)):
         return True
     if isinstance(value, str):
-        return value in list_suites() or value.endswith(".json") or value in ("cifar100-c",)
+        from .data import list_datasets
+
+        # pre-generated -C sets (cifar100-c, ...) are their own suite even without a parameter table
+        return value in list_suites() or value in list_datasets("corruptions") or value.endswith(".json")
     return False
 
 
