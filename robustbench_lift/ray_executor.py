@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import io
 import logging
 import math
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluate import CellResult, CellSpec, EvalContext, ModelEntry, select_indices
+from .evaluate import PLUGIN_MODULES, CellResult, CellSpec, EvalContext, ModelEntry, select_indices
 
 __all__ = [
     "RayExecutor",
@@ -279,6 +280,16 @@ def _open_context(payload: _DataPayload) -> EvalContext:
     return ctx
 
 
+def _load_plugins() -> None:
+    """Import the evaluator's plug-in modules, so that their suite kinds (perturbations, probes) are registered."""
+    for module in PLUGIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
 def _run_task(
     spec: CellSpec,
     model_box: list[Any],
@@ -294,6 +305,7 @@ def _run_task(
     """
     ray = import_ray()
     torch.set_num_threads(threads)
+    _load_plugins()
     model_ref, context_ref = model_box[0], context_box[0]
     entry = _cached(_WORKER_MODELS, model_ref.hex(), lambda: ray.get(model_ref).build())
     ctx = _cached(_WORKER_CONTEXTS, context_ref.hex(), lambda: _open_context(ray.get(context_ref)))

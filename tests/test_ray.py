@@ -307,6 +307,20 @@ def test_deterministic_error_fails_the_run_after_the_other_cells(tmp_path, ray_c
     assert calls.read_text().count("call") == 5
 
 
+@pytest.mark.parametrize(
+    "suite, kw",
+    [
+        ("shift", {"corruptions": ["circular"]}),
+        ("cifar10-p", {"corruptions": ["translate"], "severities": [1]}),
+    ],
+)
+def test_plugin_suite_kinds_run_on_workers(tmp_path, ray_cluster, suite, kw):
+    kw = dict(kw, limit=6, progress=False, n_boot=10)
+    evaluate([Tiny()], _data(), suite, out=tmp_path / "local", **kw)
+    evaluate([Tiny()], _data(), suite, out=tmp_path / "ray", executor=RayExecutor(), **kw)
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
+
+
 def test_a_task_no_node_can_hold_is_refused_on_a_local_instance(ray_cluster):
     from robustbench_lift.evaluate import EvalContext
 
