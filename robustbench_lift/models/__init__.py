@@ -182,8 +182,9 @@ def build_model(
     pool_kw = dict(pool_kwargs or {})
 
     defaults = _builder_defaults(builder)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
     unknown = sorted(set(kwargs) - set(defaults))
-    if unknown:
+    if unknown and not takes_any:
         valid = ", ".join(sorted(defaults)) or "(none)"
         raise TypeError(f"model {name!r} got unknown option(s) {unknown}; valid: {valid}")
     arch_kwargs = {**defaults, **kwargs}
