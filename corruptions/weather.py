@@ -89,7 +89,7 @@ def _motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor
     dy = -torch.ceil(taps[None, :] * py[:, None] / hyp[:, None] - 0.5).long()  # (N, T)
     dx = -torch.ceil(taps[None, :] * px[:, None] / hyp[:, None] - 0.5).long()
     alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), dim=1).bool()
-    out = torch.zeros_like(x)
+    out = torch.zeros(n, c, h, w, dtype=x.dtype, device=x.device)
     if h * w >= 4096:
         pad = width - 1
         rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
@@ -104,16 +104,21 @@ def _motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor
                 y0, x0 = tops[i][t], lefts[i][t]
                 oi.add_(xi[:, y0 : y0 + h, x0 : x0 + w], alpha=k[t])
         return out
-    rows0, cols0 = torch.arange(h), torch.arange(w)
+    # one gather per tap from the edge-padded planes, flattened: tap t of plane p starts at base[p, t]
+    pad = width - 1
+    dy, dx = dy.clamp(-pad, pad), dx.clamp(-pad, pad)
+    rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
+    cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
+    wp = w + 2 * pad
+    flat = x.index_select(2, rows).index_select(3, cols).reshape(n * c, -1)
+    base = ((pad - dy) * wp + (pad - dx)).repeat_interleave(c, dim=0).to(x.device)  # (N * C, T)
+    weights = (kernel[None, :] * alive).repeat_interleave(c, dim=0).to(dtype=x.dtype, device=x.device)
+    grid = (torch.arange(h)[:, None] * wp + torch.arange(w)[None, :]).reshape(1, -1).to(x.device)
+    acc = out.view(n * c, h * w)
     for t in range(width):
         if not bool(alive[:, t].any()):
             break
-        rows = (rows0[None, :] - dy[:, t, None]).clamp_(0, h - 1).to(x.device)
-        cols = (cols0[None, :] - dx[:, t, None]).clamp_(0, w - 1).to(x.device)
-        shifted = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
-        shifted = shifted.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-        weight = (kernel[t] * alive[:, t].double()).to(dtype=x.dtype, device=x.device)
-        out += weight.view(n, 1, 1, 1) * shifted
+        acc.addcmul_(flat.gather(1, base[:, t : t + 1] + grid), weights[:, t : t + 1])
     return out
 
 
