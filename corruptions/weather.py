@@ -237,13 +237,11 @@ def frost(x: Tensor, param, ctx: Context) -> Tensor:
     img_w, frost_w = float(param[0]), float(param[1])
     n, c, h, w = x.shape
     textures = frost_textures(_frost_zoom(ctx), (h + 1, w + 1))
-    u = ctx.rand(3, dtype=torch.float64).cpu()
     crops = []
-    for i in range(n):
-        tex = textures[min(int(u[i, 0] * _FROST_DRAWN), _FROST_DRAWN - 1)]
+    for u_tex, u_top, u_left in ctx.rand(3, dtype=torch.float64).tolist():
+        tex = textures[min(int(u_tex * _FROST_DRAWN), _FROST_DRAWN - 1)]
         th, tw = tex.shape[-2:]
-        top = int(u[i, 1] * (th - h))
-        left = int(u[i, 2] * (tw - w))
+        top, left = int(u_top * (th - h)), int(u_left * (tw - w))
         crops.append(tex[:, top : top + h, left : left + w])
     layer = torch.stack(crops).to(device=x.device, dtype=x.dtype) / 255.0
     if c == 1:
