@@ -150,7 +150,9 @@ def plasma_fractal(ctx: Context, mapsize: int, wibbledecay: float) -> Tensor:
         k = total.shape[1] * total.shape[2]
         u = draws[:, used : used + k].view_as(total)
         used += k
-        return total / 4 + wibble * (u * 2 * wibble - wibble)
+        # total / 4 + wibble * U(-wibble, wibble), in three in-place-friendly ops
+        w2 = wibble * wibble
+        return (u * (2 * w2)).sub_(w2).add_(total, alpha=0.25)
 
     while step >= 2:
         half = step // 2
