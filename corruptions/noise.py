@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,17 +23,20 @@ def gaussian_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     return x + ctx.randn(*x.shape[1:]) * float(param)
 
 
-_GUIDE = 256  # uniform buckets of the guide table
+_BUCKET_BITS = 12
+_BUCKETS = 1 << _BUCKET_BITS  # uniform buckets per level of the look-up table
 
 
 @lru_cache(maxsize=16)
-def _poisson_tables(lam: float) -> tuple[Tensor, Tensor, int]:
-    """CDF and guide tables for the 256 Poisson rates ``lam * l / 255`` (l = 0..255).
+def _poisson_tables(lam: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """CDF and look-up tables for the 256 Poisson rates ``lam * l / 255`` (l = 0..255).
 
     Returns:
         cdf: flat (256 * K,) float64, entry ``l * K + k`` = ``2 l + CDF(k; lam l / 255)``, the last entry of each
             row set to ``2 l + 1`` (rows never overlap, and every u < 1 finds its k inside its own row);
-        guide: flat (256 * G,) long, entry ``l * G + j`` = ``l * K + (smallest k with CDF(k) >= j / G)``;
+        table: flat (256 * B,) integers, one entry per level and uniform bucket ``[b / B, (b + 1) / B)``: the answer
+            k when no CDF value falls inside the bucket (so every u in it gives the same k), else a negative number
+            (a binary search over ``cdf`` finds the answer);
         K: the row length.
     """
     k_max = int(lam + 12.0 * math.sqrt(lam) + 25.0)
@@ -42,40 +46,48 @@ def _poisson_tables(lam: float) -> tuple[Tensor, Tensor, int]:
     pmf = torch.where(mu > 0, torch.exp(log_pmf), (k == 0).to(torch.float64))
     cdf = torch.cumsum(pmf, dim=1).clamp_(max=1.0)
     cdf[:, -1] = 1.0
-    starts = (torch.arange(_GUIDE, dtype=torch.float64) / _GUIDE).expand(256, _GUIDE).contiguous()
-    guide = torch.searchsorted(cdf, starts).clamp_(max=k_max - 1)
-    rows = torch.arange(256).unsqueeze(1)
-    flat_cdf = (cdf + 2.0 * rows.to(torch.float64)).reshape(-1).contiguous()
-    return flat_cdf, (guide + rows * k_max).reshape(-1).contiguous(), k_max
+    rows = 2.0 * torch.arange(256, dtype=torch.float64).unsqueeze(1)
+    cdf += rows
+    # the search compares v = 2 l + u (rounded to float64) with the row: v lies in [lo, hi] for u in the bucket
+    edges = torch.arange(_BUCKETS + 1, dtype=torch.float64) / _BUCKETS
+    first = torch.searchsorted(cdf, (rows + edges[:-1]).contiguous())  # number of row entries < lo
+    last = torch.searchsorted(cdf, (rows + edges[1:]).contiguous(), right=True)  # number of entries <= hi
+    table = torch.where(first == last, first, -1)
+    dtype = np.int16 if k_max < 2**15 - 1 else np.int32
+    return cdf.reshape(-1).numpy(), table.reshape(-1).numpy().astype(dtype), k_max
 
 
 def poisson_levels(levels: Tensor, lam: float, u: Tensor) -> Tensor:
     """Exact Poisson draws with means ``lam * levels / 255``: the smallest k with ``CDF(k) >= u``.
 
-    A guide table gives, for u's bucket of width 1/256, the first candidate k; a few table look-ups move it up to
-    the answer (usually zero or one step).
+    A table indexed by (level, u's bucket of width 1/4096) holds the answer for the buckets that no CDF value falls
+    into (about 99 % of the draws); the others are found by a binary search over the flat CDF.
 
     Args:
-        levels: integer levels 0..255 (any shape, long).
+        levels: integer levels 0..255 (any shape, any integer dtype).
         lam: the rate of level 255.
         u: uniforms in [0, 1), float64, same shape.
 
     Returns:
-        The counts, float32, same shape.
+        The counts, float32, same shape and device as ``levels``.
     """
-    cdf, guide, k_max = _poisson_tables(float(lam))
-    cdf, guide = cdf.to(levels.device), guide.to(levels.device)
-    lv = levels.reshape(-1)
-    uf = u.reshape(-1)
-    v = 2.0 * lv.to(torch.float64) + uf
-    bucket = (uf * _GUIDE).to(torch.long).clamp_(0, _GUIDE - 1)
-    pos = guide.index_select(0, lv * _GUIDE + bucket)
-    active = (v > cdf.index_select(0, pos)).nonzero().squeeze(1)
-    while active.numel():
-        nxt = pos.index_select(0, active) + 1
-        pos.index_copy_(0, active, nxt)
-        active = active[v.index_select(0, active) > cdf.index_select(0, nxt)]
-    return (pos - lv * k_max).reshape(levels.shape).to(torch.float32)
+    cdf, table, k_max = _poisson_tables(float(lam))
+    lv = levels.reshape(-1).cpu().numpy().astype(np.int32, copy=False)
+    uf = u.reshape(-1).cpu().numpy().astype(np.float64, copy=False)
+    idx = np.left_shift(lv, _BUCKET_BITS)
+    bucket = (uf * _BUCKETS).astype(np.int32)
+    np.minimum(bucket, _BUCKETS - 1, out=bucket)
+    idx |= bucket
+    counts = np.take(table, idx)
+    open_ = np.flatnonzero(counts < 0)
+    if open_.size:
+        # the rows of the flat CDF never overlap, so it is sorted as a whole: a binary search over it finds the
+        # smallest position with v <= cdf[pos], which lies in the value's own row
+        lo = lv[open_]
+        pos = np.searchsorted(cdf, 2.0 * lo + uf[open_], side="left")
+        counts = counts.astype(np.int32)
+        counts[open_] = pos - lo * k_max
+    return torch.from_numpy(counts.astype(np.float32)).reshape(levels.shape).to(levels.device)
 
 
 @CORRUPTIONS.register("shot_noise", category="noise", benchmark=True)
@@ -83,16 +95,27 @@ def shot_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Poisson (photon) noise, ``Poisson(x * lam) / lam``; ``param`` = lam (smaller is noisier).
 
     Images on 8-bit levels (every uint8 input) are sampled exactly by inverting tabulated CDFs with one uniform per
-    value (``poisson_levels``, several times faster than ``torch.poisson``); other inputs use ``torch.poisson``.
+    value (``poisson_levels``, many times faster than ``torch.poisson``); other inputs use ``torch.poisson``.
     """
     lam = float(param)
-    levels = torch.round(x * 255.0)
-    if float((x * 255.0 - levels).abs().max()) < 1e-3:
-        u = ctx.rand(*x.shape[1:], dtype=torch.float64)
-        return poisson_levels(levels.to(torch.long), lam, u) / lam
+    scaled = x.detach().cpu().numpy() * np.float32(255.0)
+    levels = np.rint(scaled)
+    off = np.subtract(scaled, levels, out=scaled)
+    if off.size == 0 or max(float(off.max()), -float(off.min())) < 1e-3:
+        u = _uniform64(ctx, x.shape[1:])
+        counts = poisson_levels(torch.from_numpy(levels.astype(np.int32)), lam, u)
+        return (counts / lam).to(x.device)
     rate = (x * lam).cpu()
     counts = torch.stack([torch.poisson(rate[i], generator=g) for i, g in enumerate(ctx.generators)])
     return counts.to(x.device) / lam
+
+
+def _uniform64(ctx: Context, shape: torch.Size) -> Tensor:
+    """``ctx.rand(*shape, dtype=torch.float64)`` on the CPU, drawn straight into one buffer (same values)."""
+    out = torch.empty(len(ctx), *shape, dtype=torch.float64)
+    for i, g in enumerate(ctx.generators):
+        torch.rand(tuple(shape), generator=g, dtype=torch.float64, out=out[i])
+    return out
 
 
 @CORRUPTIONS.register("impulse_noise", category="noise", benchmark=True)
