@@ -481,9 +481,9 @@ class RayExecutor:
         pending: dict[Any, tuple[int, int]] = {}
         cells_state: list[_Pending] = []
         for i, spec in enumerate(cells):
-            ranges = shard_ranges(_cell_length(spec, context), self.shard_size)
-            if spec.kind not in SHARDABLE_KINDS:
-                ranges = [None]
+            ranges: list[tuple[int, int] | None] = [None]
+            if self.shard_size is not None and spec.kind in SHARDABLE_KINDS:
+                ranges = shard_ranges(_cell_length(spec, context), self.shard_size)
             cells_state.append(_Pending(spec, [None] * len(ranges)))
             for j, shard in enumerate(ranges):
                 ref = remote.remote(

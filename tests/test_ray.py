@@ -317,7 +317,7 @@ def test_deterministic_error_fails_the_run_after_the_other_cells(tmp_path, ray_c
 def test_plugin_suite_kinds_run_on_workers(tmp_path, ray_cluster, suite, kw):
     kw = dict(kw, limit=6, progress=False, n_boot=10)
     evaluate([Tiny()], _data(), suite, out=tmp_path / "local", **kw)
-    evaluate([Tiny()], _data(), suite, out=tmp_path / "ray", executor=RayExecutor(), **kw)
+    evaluate([Tiny()], _data(), suite, out=tmp_path / "ray", executor=RayExecutor(shard_size=4), **kw)
     assert_same_run(tmp_path / "local", tmp_path / "ray")
 
 
