@@ -519,7 +519,7 @@ class RayExecutor:
                         continue
                     state.parts[j] = part
                     if state.done:
-                        yield state.spec, merge_shards(state.parts)  # type: ignore[arg-type]
+                        yield state.spec, merge_shards([p for p in state.parts if p is not None])
         finally:
             if pending:  # the driver stopped early (interrupted, or the store raised)
                 self._cancel(ray, list(pending))
