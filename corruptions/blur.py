@@ -182,16 +182,18 @@ def zoom_blur(x: Tensor, param: tuple[float, ...], ctx: Context) -> Tensor:
     corner-aligned sampling (scipy's ``zoom(order=1)``) and keeps the top-left H x W, as the reference does.
     """
     n, c, h, w = x.shape
-    acc = x.clone()
+    # channels-last: torch's bilinear kernel runs about 1.6x faster on it on the CPU (same values)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    acc = xc.clone()
     for z in param:
         z = float(z)
         ch, cw = int(math.ceil(h / z)), int(math.ceil(w / z))
         top, left = (h - ch) // 2, (w - cw) // 2
-        crop = x[:, :, top : top + ch, left : left + cw]
+        crop = xc[:, :, top : top + ch, left : left + cw]
         size = (int(round(ch * z)), int(round(cw * z)))
         zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
         acc += zoomed[:, :, :h, :w]
-    return acc / (len(param) + 1)
+    return (acc / (len(param) + 1)).contiguous()
 
 
 # ----------------------------------------------------------------------------------------------- gaussian blur
