@@ -186,6 +186,26 @@ def test_report_without_gallery_notes_why(tmp_path, capsys):
     assert not list(out.glob("*.svg"))
 
 
+def test_gallery_drawn_from_the_manifest_dataset_spec(tmp_path, monkeypatch):
+    # evaluate records the dataset as {"spec": ..., ...}; the gallery must be drawn from that spec
+    import robustbench_lift.report.plots as plots
+
+    seen = {}
+
+    def fake_gallery(dataset, suite, seed=0):
+        seen.update(dataset=dataset, suite=suite, seed=seed)
+        fig = Figure(figsize=(1, 1))
+        fig.add_subplot().plot([0, 1])
+        return fig
+
+    monkeypatch.setattr(plots, "gallery_from_dataset", fake_gallery)
+    run = make_run(tmp_path / "with-gallery", kinds=("corruptions",), seed=3)
+    result = write_report([run], tmp_path / "rep", formats=("png",))
+    assert seen == {"dataset": "cifar10-c:/data/CIFAR-10-C", "suite": "cifar10-c", "seed": 3}
+    assert (tmp_path / "rep" / "gallery.png").exists()
+    assert not [n for n in result.notes if "gallery skipped" in n]
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_report([tmp_path / "nope"], tmp_path / "out")

@@ -50,6 +50,8 @@ def _gallery(
     for run in runs:
         config = run.manifest.get("config", {}) if isinstance(run.manifest, dict) else {}
         dataset = config.get("clean_dataset") or config.get("dataset")
+        if isinstance(dataset, dict):  # the evaluator records {"spec": ..., "name": ..., ...}
+            dataset = dataset.get("spec")
         if not isinstance(dataset, str) or not suites:
             continue
         try:
