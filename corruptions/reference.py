@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .rng import derive_seed
+from .suites import ALL_CORRUPTIONS
 
 __all__ = [
     "REFERENCE_CORRUPTIONS",
@@ -62,28 +63,8 @@ log = logging.getLogger(__name__)
 
 REFERENCE_SUITE = "imagenet-c"
 
-#: The 19 corruptions of imagecorruptions 1.1.2, in the package's (canonical) order.
-REFERENCE_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "saturate",
-)
+#: The 19 corruptions of imagecorruptions 1.1.2; the package lists them in the canonical order.
+REFERENCE_CORRUPTIONS: tuple[str, ...] = ALL_CORRUPTIONS
 
 _PACKAGE = "imagecorruptions"
 # Private import name: never collides with a user's own ``import imagecorruptions``.

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from corruptions.registry import Registry
+from corruptions.suites import ALL_CORRUPTIONS
 
 __all__ = [
     "DATASETS",
@@ -129,28 +130,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".webp",
 )
 
-#: Canonical corruption order (SPEC §4): the 15 benchmark corruptions, then the 4 held-out ones.
-_CANONICAL_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "saturate",
-)
 
 _SPLITS = ("train", "test")
 
@@ -697,7 +676,7 @@ def _npy_layout(array: np.ndarray, path: Path, per_item_dims: int) -> str:
 
 
 def _sort_corruptions(names: Sequence[str]) -> list[str]:
-    order = {n: i for i, n in enumerate(_CANONICAL_CORRUPTIONS)}
+    order = {n: i for i, n in enumerate(ALL_CORRUPTIONS)}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 

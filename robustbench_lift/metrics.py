@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from corruptions.suites import BENCHMARK, HELD_OUT
+
 __all__ = [
     "BENCHMARK_CORRUPTIONS",
     "HELD_OUT_CORRUPTIONS",
@@ -47,26 +49,9 @@ __all__ = [
     "paired_bootstrap_diff",
 ]
 
-#: The 15 corruptions averaged by mCE, in the canonical order (SPEC §4).
-BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-#: The 4 held-out corruptions: reported separately, never part of mCE.
-HELD_OUT_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+#: The 15 corruptions averaged by mCE, in the canonical order (SPEC §4), and the 4 held-out ones (never in mCE).
+BENCHMARK_CORRUPTIONS: tuple[str, ...] = BENCHMARK
+HELD_OUT_CORRUPTIONS: tuple[str, ...] = HELD_OUT
 
 #: Top-1 error of torchvision's AlexNet on ImageNet-C, severities 1..5 (the ImageNet CE denominators, SPEC §5).
 ALEXNET_ERRORS: dict[str, tuple[float, float, float, float, float]] = {

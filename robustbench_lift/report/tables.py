@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from corruptions.suites import BENCHMARK, HELD_OUT
+
 from ..schema import CLEAN, RESULT_COLUMNS
 
 __all__ = [
@@ -51,26 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The 15 benchmark corruptions in the canonical order (SPEC section 4); used for ordering only.
-BENCHMARK: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-#: The 4 held-out corruptions, reported separately.
-HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 SHIFT_SUITE = "shift"
 RECONSTRUCTION_SUITE = "reconstruction"
