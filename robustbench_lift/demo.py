@@ -1,0 +1,586 @@
+"""The embedded main job: lift vs max vs avg vs blur pooling on real Fashion-MNIST, trained, evaluated, reported.
+
+:func:`run_demo` trains four ``convnet`` models that differ only in their pooling layers, evaluates each on
+
+* the corruption suite ``cifar10-c`` (15 benchmark + 4 held-out corruptions x 5 severities; CIFAR-10-C parameters,
+  scaled to 28 px by the corruption engine),
+* the perturbation suite ``cifar10-p`` (all 14 perturbations, difficulty 1),
+* the shift probes (crop, circular, diagonal, equivariance) and the reconstruction probe,
+
+on one seeded subset of the test split (the same images for every model and cell, so comparisons are paired), with
+the max-pool model as the baseline of every normalised number (mCE = 100, mFR = 100), and writes the comparative
+report. Everything goes through the library's own entry points: :func:`robustbench_lift.train.train`,
+:func:`robustbench_lift.evaluate.evaluate` and :func:`robustbench_lift.report.write_report`.
+
+Layout of the output folder (default ``reports/demo``)::
+
+    demo.json                 settings, per-step timings and the headline table of the last run
+    checkpoints/<pool>.safetensors      last-epoch model (evaluated); ``<pool>.best.safetensors`` and the resume
+                                        state ``<pool>.safetensors.resume.pt`` next to it
+    run/                      the evaluator's run store (manifest.json, cells/, results.csv)
+    report/                   report.html, report.md, summary.csv and the other tables, plots, gallery.png
+
+Re-running with the same settings resumes: finished epochs and stored evaluation cells are reused, only the report
+is redrawn. Settings that differ from the stored ones are refused (with the differences listed) unless
+``restart=True``, which deletes the folder's checkpoints and run first.
+
+Profiles (:data:`PROFILES`) fix the amount of work: ``default`` (about 90 % clean accuracy, meant to finish within
+10 minutes on a 2-core CPU), ``quick`` (the same pipeline on fewer images and epochs, within 2 minutes) and ``ci``
+(a tiny deterministic model for the regression gate, ``make gate``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+__all__ = [
+    "ARCH",
+    "BASELINE_POOLING",
+    "POOLINGS",
+    "SUITES",
+    "PROFILES",
+    "DemoProfile",
+    "DemoResult",
+    "HEADLINE_KEYS",
+    "run_demo",
+    "format_headline",
+    "resolve_profile",
+    "check_dataset_available",
+]
+
+log = logging.getLogger(__name__)
+
+ARCH = "convnet"
+#: The four models of the demo differ only in this (see ``robustbench_lift.pools``).
+POOLINGS: tuple[str, ...] = ("lift", "max", "avg", "blur")
+#: The model that scores 100 in every baseline-normalised number.
+BASELINE_POOLING = "max"
+SUITES: tuple[str, ...] = ("cifar10-c", "cifar10-p", "shift", "reconstruction")
+SETTINGS_FILE = "demo.json"
+_FORMAT = "robustbench-lift-demo/1"
+
+#: Headline numbers printed by the demo: ``(check key, column title)``; keys are those of ``report.tables.HEADLINE``.
+HEADLINE_KEYS: tuple[tuple[str, str], ...] = (
+    ("clean_acc", "clean acc %"),
+    ("mce", "mCE (max=100)"),
+    ("mean_corruption_error", "mean corr. err %"),
+    ("mfr", "mFR (max=100)"),
+    ("crop_consistency", "crop consist. %"),
+    ("circular_consistency", "circ. consist. %"),
+)
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """How much work the demo does. Every field changes the numbers (and is compared on resume).
+
+    Args:
+        name: profile name.
+        epochs: training epochs per model.
+        limit_train: train on a seeded subset of this many training images (None: all 60 000).
+        limit: evaluate on a seeded subset of this many test images (every suite, every model).
+        limit_val: images of the test split validated after each epoch (progress only: the last checkpoint is
+            evaluated, not the best one).
+        widths, convs_per_stage: the ConvNet's stages.
+        batch_size, optimizer, lr, crop_padding: training (``robustbench_lift.train.train``).
+        n_boot: bootstrap resamples for the CIs.
+        threads: torch CPU threads (None: the cores this process may use).
+        seed: seeds training (data order, augmentation, initialisation) and evaluation (subset, corruptions).
+    """
+
+    name: str
+    epochs: int
+    limit_train: int | None
+    limit: int
+    limit_val: int | None = 2000
+    widths: tuple[int, ...] = (16, 32, 64)
+    convs_per_stage: int = 2
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    crop_padding: int = 0
+    n_boot: int = 1000
+    threads: int | None = None
+    seed: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON-able fields that determine the results (``threads`` does not)."""
+        d = asdict(self)
+        d.pop("threads")
+        d["widths"] = list(self.widths)
+        return d
+
+
+PROFILES: dict[str, DemoProfile] = {
+    "default": DemoProfile(name="default", epochs=3, limit_train=24_000, limit=250, batch_size=64),
+    "quick": DemoProfile(
+        name="quick", epochs=2, limit_train=6_000, limit=60, limit_val=1000, batch_size=64, n_boot=500
+    ),
+    # The CI gate: tiny, one thread (so the numbers do not depend on the runner's core count), fully seeded.
+    "ci": DemoProfile(
+        name="ci",
+        epochs=2,
+        limit_train=4_000,
+        limit=64,
+        limit_val=500,
+        widths=(8, 16, 32),
+        convs_per_stage=1,
+        batch_size=64,
+        n_boot=200,
+        threads=1,
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` did and wrote.
+
+    Attributes:
+        out_dir, checkpoints (pooling -> last checkpoint), run_dir, report_dir (None when the report was skipped).
+        headline: one row per pooling (``pooling``, ``model``, then the :data:`HEADLINE_KEYS` values with
+            ``<key>_ci_low`` / ``<key>_ci_high`` where there is a CI, and ``train_val_acc``).
+        timings: seconds per step (``train:<pool>``, ``evaluate``, ``report``, ``total``).
+        trained_epochs: epochs trained by this call per pooling (0 when the checkpoint was reused).
+        cells_run, cells_reused: evaluation cells computed now / taken from the store.
+        profile: the settings used.
+    """
+
+    out_dir: Path
+    checkpoints: dict[str, Path]
+    run_dir: Path
+    report_dir: Path | None
+    headline: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    trained_epochs: dict[str, int] = field(default_factory=dict)
+    cells_run: int = 0
+    cells_reused: int = 0
+    profile: DemoProfile | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# settings
+
+
+def resolve_profile(
+    profile: str | DemoProfile = "default",
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+    limit_train: int | None = None,
+    threads: int | None = None,
+    seed: int | None = None,
+) -> DemoProfile:
+    """A profile by name (see :data:`PROFILES`) with the given fields overridden."""
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown demo profile {profile!r}; valid: {', '.join(PROFILES)}")
+        profile = PROFILES[profile]
+    elif not isinstance(profile, DemoProfile):
+        raise TypeError(f"profile must be a name or a DemoProfile, got {type(profile).__name__}")
+    for name, value in (
+        ("epochs", epochs),
+        ("limit", limit),
+        ("limit_train", limit_train),
+        ("threads", threads),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    changes = {
+        k: v
+        for k, v in (
+            ("epochs", epochs),
+            ("limit", limit),
+            ("limit_train", limit_train),
+            ("threads", threads),
+            ("seed", seed),
+        )
+        if v is not None
+    }
+    return replace(profile, **changes) if changes else profile
+
+
+def check_dataset_available(dataset: str) -> None:
+    """Raise ``FileNotFoundError`` with the install command when the default Fashion-MNIST files are missing."""
+    from .data import FASHION_MNIST_ROOT
+
+    if dataset.strip().lower() != "fashion-mnist":
+        return  # an explicit root or another dataset: open_dataset reports problems itself
+    root = Path(FASHION_MNIST_ROOT)
+    wanted = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+    missing = [w for w in wanted if not (root / f"{w}.gz").exists() and not (root / w).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST is not installed: {root} lacks {', '.join(m + '.gz' for m in missing)}. "
+            "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu package), or pass "
+            "--dataset fashion-mnist:DIR for a folder holding the four IDX .gz files"
+        )
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _identity(profile: DemoProfile, dataset: str, poolings: Sequence[str], suites: Sequence[str]) -> dict:
+    return {
+        "arch": ARCH,
+        "dataset": dataset,
+        "poolings": list(poolings),
+        "suites": list(suites),
+        "baseline": BASELINE_POOLING if BASELINE_POOLING in poolings else poolings[0],
+        **profile.settings(),
+    }
+
+
+def _read_settings(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}; pass restart=True (--restart) to start over") from exc
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != _FORMAT
+        or not isinstance(data.get("settings"), dict)
+    ):
+        raise ValueError(f"{path} is not a demo settings file of this version; pass restart=True (--restart)")
+    return data
+
+
+def _clear(out: Path) -> None:
+    """Delete what earlier demo runs wrote into ``out`` (only the demo's own files and folders)."""
+    for sub in ("checkpoints", "run", "report"):
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
+    with contextlib.suppress(FileNotFoundError):
+        (out / SETTINGS_FILE).unlink()
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# headline
+
+
+def headline_table(results: pd.DataFrame, poolings: Sequence[str]) -> pd.DataFrame:
+    """One row per model: pooling, model and the :data:`HEADLINE_KEYS` numbers (with CIs) from a results table."""
+    from .report.tables import build_summary
+
+    summary, columns = build_summary(results)
+    by_key = {info["key"]: col for col, info in columns.items()}
+    rows = []
+    for _, s in summary.iterrows():
+        row: dict[str, Any] = {"pooling": s.get("pooling", ""), "model": s["model"]}
+        for key, _ in HEADLINE_KEYS:
+            col = by_key.get(key)
+            row[key] = float(s[col]) if col is not None and pd.notna(s[col]) else math.nan
+            for end in ("ci_low", "ci_high"):
+                c = f"{col}_{end}" if col is not None else None
+                row[f"{key}_{end}"] = float(s[c]) if c in summary.columns and pd.notna(s[c]) else math.nan
+        rows.append(row)
+    order = {p: i for i, p in enumerate(poolings)}
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(
+            "model", key=lambda s: s.map(lambda m: order.get(m, len(order)))
+        ).reset_index(drop=True)
+    return table
+
+
+def format_headline(table: pd.DataFrame) -> str:
+    """The headline table as aligned text (values with 95 % CIs in brackets where there is one)."""
+    titles = [("pooling", "pooling")] + [(k, t) for k, t in HEADLINE_KEYS if k in table.columns]
+    if "train_val_acc" in table.columns:
+        titles.append(("train_val_acc", "val acc % (training)"))
+    cells: list[list[str]] = []
+    for _, r in table.iterrows():
+        line = []
+        for key, _ in titles:
+            v = r[key]
+            if key == "pooling":
+                line.append(str(v))
+                continue
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                line.append("n/a")
+                continue
+            lo, hi = r.get(f"{key}_ci_low", math.nan), r.get(f"{key}_ci_high", math.nan)
+            text = f"{v:.1f}"
+            if isinstance(lo, float) and isinstance(hi, float) and math.isfinite(lo) and math.isfinite(hi):
+                text += f" [{lo:.1f}, {hi:.1f}]"
+            line.append(text)
+        cells.append(line)
+    widths = [
+        max(len(t), *(len(c[i]) for c in cells)) if cells else len(t) for i, (_, t) in enumerate(titles)
+    ]
+    lines = ["  ".join(t.ljust(w) for (_, t), w in zip(titles, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the job
+
+
+def run_demo(
+    out: str | os.PathLike[str] = "reports/demo",
+    *,
+    profile: str | DemoProfile = "default",
+    epochs: int | None = None,
+    limit: int | None = None,
+    limit_train: int | None = None,
+    threads: int | None = None,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    dataset: str = "fashion-mnist",
+    poolings: Sequence[str] = POOLINGS,
+    suites: Sequence[str] = SUITES,
+    report: bool = True,
+    restart: bool = False,
+    progress: bool | None = None,
+) -> DemoResult:
+    """Train one ConvNet per pooling, evaluate them all, write the comparative report (see the module docstring).
+
+    Args:
+        out: output folder (checkpoints, run store, report, ``demo.json``).
+        profile: ``"default"``, ``"quick"``, ``"ci"`` or a :class:`DemoProfile`.
+        epochs, limit, limit_train, threads, seed: override the profile's fields.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available, else the CPU).
+        dataset: Fashion-MNIST spec (``fashion-mnist`` reads the Debian package's files).
+        poolings: pooling kinds to compare (the max-pool model is the baseline when present).
+        suites: evaluation suites (corruption, perturbation and probe suites of the evaluator).
+        report: write the HTML/Markdown/CSV report and plots (False: only train and evaluate).
+        restart: delete the folder's earlier demo work first (needed when the settings changed).
+        progress: progress bars on stderr (default: when stderr is a terminal).
+
+    Returns:
+        a :class:`DemoResult`.
+
+    Raises:
+        FileNotFoundError: Fashion-MNIST is not installed (the message gives the install command).
+        ValueError: bad arguments, or ``out`` holds a demo run with other settings and ``restart`` is False.
+    """
+    from .evaluate import evaluate
+    from .models import list_models
+    from .pools import list_pools
+    from .train import train
+
+    started = time.perf_counter()
+    prof = resolve_profile(
+        profile, epochs=epochs, limit=limit, limit_train=limit_train, threads=threads, seed=seed
+    )
+    poolings = list(dict.fromkeys(poolings))
+    if not poolings:
+        raise ValueError("poolings must name at least one pooling kind")
+    unknown = [p for p in poolings if p not in list_pools()]
+    if unknown:
+        raise ValueError(f"unknown pooling(s) {unknown}; valid: {', '.join(list_pools())}")
+    if ARCH not in list_models():  # pragma: no cover - the registry always has it
+        raise ValueError(f"model {ARCH!r} is not registered")
+    suites = list(dict.fromkeys(suites))
+    if not suites:
+        raise ValueError("suites must name at least one suite")
+    check_dataset_available(dataset)
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    n_threads = prof.threads or _default_threads()
+
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out must be a folder, got the file {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = out_dir / SETTINGS_FILE
+    identity = _identity(prof, dataset, poolings, suites)
+    stored = None if restart else _read_settings(settings_path)
+    if stored is not None and stored["settings"] != identity:
+        diff = [
+            f"{k}: {stored['settings'].get(k)!r} -> {identity.get(k)!r}"
+            for k in sorted(set(stored["settings"]) | set(identity))
+            if stored["settings"].get(k) != identity.get(k)
+        ]
+        raise ValueError(
+            f"{out_dir} holds a demo run with other settings ({'; '.join(diff)}); pass restart=True (--restart) "
+            "to discard it, or choose another out folder (--out)"
+        )
+    if restart:
+        log.info("restart: deleting the earlier demo work in %s", out_dir)
+        _clear(out_dir)
+    state: dict[str, Any] = {"format": _FORMAT, "settings": identity, "status": "training"}
+    _write_json(settings_path, state)
+
+    ckpt_dir, run_dir = out_dir / "checkpoints", out_dir / "run"
+    result = DemoResult(
+        out_dir=out_dir,
+        checkpoints={},
+        run_dir=run_dir,
+        report_dir=None,
+        headline=pd.DataFrame(),
+        profile=prof,
+    )
+    val_acc: dict[str, float] = {}
+    model_kwargs = {"widths": list(prof.widths), "convs_per_stage": prof.convs_per_stage}
+    with _torch_threads(n_threads):
+        log.info(
+            "demo %s: %s on %s, pooling %s, %d epoch(s) on %s training images, evaluation on %d test images, "
+            "%s, %d thread(s)",
+            prof.name, ARCH, dataset, "/".join(poolings), prof.epochs, prof.limit_train or "all", prof.limit, dev,
+            n_threads,
+        )  # fmt: skip
+        for pool in poolings:
+            t0 = time.perf_counter()
+            trained = train(
+                ARCH,
+                pool,
+                dataset,
+                epochs=prof.epochs,
+                out=ckpt_dir / f"{pool}.safetensors",
+                batch_size=prof.batch_size,
+                optimizer=prof.optimizer,
+                lr=prof.lr,
+                crop_padding=prof.crop_padding,
+                seed=prof.seed,
+                deterministic=True,
+                limit_train=prof.limit_train,
+                limit_val=prof.limit_val,
+                model_kwargs=model_kwargs,
+                num_threads=n_threads,
+                device=dev,
+                progress=progress,
+            )
+            result.timings[f"train:{pool}"] = time.perf_counter() - t0
+            result.checkpoints[pool] = trained.last_path
+            result.trained_epochs[pool] = trained.epochs_trained
+            val_acc[pool] = 100.0 * trained.final_val_acc
+            log.info(
+                "%s: %s (%d epoch(s) trained now), validation accuracy %.2f %%, %.1f s",
+                pool, "trained" if trained.epochs_trained else "reused", trained.epochs_trained, val_acc[pool],
+                result.timings[f"train:{pool}"],
+            )  # fmt: skip
+
+        state["status"] = "evaluating"
+        _write_json(settings_path, state)
+        t0 = time.perf_counter()
+        evaluated = evaluate(
+            [result.checkpoints[p] for p in poolings],
+            dataset,
+            suites,
+            out=run_dir,
+            limit=prof.limit,
+            batch_size=256,
+            device=dev,
+            seed=prof.seed,
+            names=poolings,
+            baseline=identity["baseline"],
+            n_boot=prof.n_boot,
+            progress=bool(progress) if progress is not None else _stderr_is_terminal(),
+            command=["robustbench-lift", "demo", "--profile", prof.name],
+        )
+        result.timings["evaluate"] = time.perf_counter() - t0
+        result.cells_run, result.cells_reused = evaluated.cells_run, evaluated.cells_skipped
+        log.info(
+            "evaluation: %d cell(s) computed, %d reused, %.1f s",
+            evaluated.cells_run, evaluated.cells_skipped, result.timings["evaluate"],
+        )  # fmt: skip
+
+        headline = headline_table(evaluated.results, poolings)
+        if not headline.empty:
+            headline["train_val_acc"] = headline["model"].map(val_acc)
+        result.headline = headline
+
+        if report:
+            t0 = time.perf_counter()
+            result.report_dir, notes = _write_report(out_dir / "report", run_dir, dataset, prof, poolings)
+            result.notes += notes
+            result.timings["report"] = time.perf_counter() - t0
+
+    result.timings["total"] = time.perf_counter() - started
+    state.update(
+        status="done",
+        timings={k: round(v, 2) for k, v in result.timings.items()},
+        trained_epochs=result.trained_epochs,
+        cells_run=result.cells_run,
+        cells_reused=result.cells_reused,
+        device=str(dev),
+        threads=n_threads,
+        headline=_json_records(headline),
+    )
+    _write_json(settings_path, state)
+    return result
+
+
+def _stderr_is_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    records = []
+    for rec in table.to_dict("records"):
+        records.append(
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
+        )
+    return records
+
+
+def _write_report(
+    report_dir: Path, run_dir: Path, dataset: str, prof: DemoProfile, poolings: Sequence[str]
+) -> tuple[Path, list[str]]:
+    from .report import write_report
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    gallery = _draw_gallery(report_dir, dataset, prof.seed)
+    title = (
+        f"robustbench-lift demo: {' vs '.join(poolings)} pooling on Fashion-MNIST "
+        f"({ARCH}, {prof.epochs} epoch(s), {prof.limit} test images)"
+    )
+    written = write_report([run_dir], report_dir, title=title, gallery=gallery, make_gallery=gallery is None)
+    return report_dir, list(written.notes)
+
+
+def _draw_gallery(report_dir: Path, dataset: str, seed: int) -> Path | None:
+    """One test image under every corruption at severities 1..5, as ``report_dir/gallery.png``."""
+    from .report.plots import gallery_from_dataset, save_figure
+
+    try:
+        fig = gallery_from_dataset(dataset, "cifar10-c", seed=seed)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        log.warning("no corruption gallery: %s", exc)
+        return None
+    save_figure(fig, report_dir, "gallery", formats=("png",))
+    return report_dir / "gallery.png"
