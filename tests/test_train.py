@@ -258,17 +258,20 @@ def test_cli_usage_errors(tmp_path, capsys):
 @pytest.mark.slow
 @needs_fmnist
 def test_convnet_learns_fashion_mnist(tmp_path):
-    # 2 x 47 steps on 3000 real images: far from converged, but far above chance (0.1)
+    # 3 x 94 steps on 3000 real images: far from converged, but far above chance (0.1)
     result = train(
         "convnet",
         "max",
         "fashion-mnist",
-        epochs=2,
+        epochs=3,
         out=tmp_path / "fm.safetensors",
         limit_train=3000,
         limit_val=1000,
-        batch_size=64,
+        batch_size=32,
+        optimizer="adamw",
+        lr=3e-3,
+        crop_padding=2,
         model_kwargs={"widths": [8, 16, 32]},
         progress=False,
     )
-    assert result.final_val_acc > 0.65, result.history
+    assert result.final_val_acc > 0.6, result.history
