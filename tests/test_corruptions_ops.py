@@ -14,7 +14,14 @@ from scipy import ndimage, stats
 
 from corruptions import _ops
 from corruptions.base import Context
-from corruptions.blur import disk_kernel, glass_shuffle, motion_blur, motion_offsets, zoom_blur
+from corruptions.blur import (
+    _glass_shuffle_torch,
+    disk_kernel,
+    glass_shuffle,
+    motion_blur,
+    motion_offsets,
+    zoom_blur,
+)
 from corruptions.digital import box_resize_matrix, jpeg_compression, nearest_index, pixelate
 from corruptions.noise import poisson_levels
 
@@ -74,12 +81,13 @@ def _glass_sequential(img: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarra
     return x
 
 
-@pytest.mark.parametrize("d", [1, 2, 4])
-def test_glass_shuffle_matches_the_sequential_reference(d):
+@pytest.mark.parametrize("shuffle", [glass_shuffle, _glass_shuffle_torch], ids=["cpu", "torch"])
+@pytest.mark.parametrize("d", [1, 2, 4, 9])
+def test_glass_shuffle_matches_the_sequential_reference(d, shuffle):
     g = torch.Generator().manual_seed(d)
     x = torch.rand(2, 3, 19, 24, generator=g)
     offsets = torch.randint(-d, d, (2, 2, 19 - 2 * d, 24 - 2 * d), generator=g)
-    ours = glass_shuffle(x, offsets, d)
+    ours = shuffle(x, offsets, d)
     for i in range(2):
         ref = _glass_sequential(x[i].permute(1, 2, 0).numpy(), offsets[i].numpy(), d)
         assert np.array_equal(ours[i].permute(1, 2, 0).numpy(), ref)
