@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -34,6 +33,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .fileio import atomic_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -250,17 +251,8 @@ def save_checkpoint(
     )
     header = {METADATA_KEY: json.dumps(meta, default=str, sort_keys=True)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.info("saved checkpoint %s (%s, %d tensors)", path, meta["arch"], len(tensors))
     return path
 

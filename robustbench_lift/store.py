@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from .fileio import TMP_PREFIX, atomic_write_bytes
 from .schema import RESULT_COLUMNS
 
 __all__ = [
@@ -69,7 +69,6 @@ RESULTS = "results.csv"
 LOCK = "run.lock"
 CELLS = "cells"
 STORE_FORMAT = "robustbench-lift-run/1"
-_TMP_PREFIX = ".tmp-"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 #: Keys of ``config`` compared as a whole; ``models`` and ``suites`` are compared entry by entry.
@@ -127,34 +126,6 @@ def resolve_run_dir(out: str | os.PathLike[str], *, root: str | os.PathLike[str]
     if len(path.parts) == 1 and not path.is_absolute():
         return Path(root) / path.name
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers (and a crash) see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=path.suffix, dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared like any written file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _json_dumps(obj: Any) -> str:
@@ -294,7 +265,7 @@ class RunStore:
 
     def _remove_temporaries(self) -> None:
         """Delete temporary files a killed writer left behind (only ever called under the lock)."""
-        for tmp in self.path.rglob(f"{_TMP_PREFIX}*"):
+        for tmp in self.path.rglob(f"{TMP_PREFIX}*"):
             if tmp.is_file():
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -406,7 +377,7 @@ class RunStore:
             return []
         keys = []
         for f in self.cells_dir.glob("*/*.npz"):
-            if not f.name.startswith(_TMP_PREFIX):
+            if not f.name.startswith(TMP_PREFIX):
                 keys.append(f"{f.parent.name}/{f.stem}")
         return sorted(keys)
 

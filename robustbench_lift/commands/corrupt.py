@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from robustbench_lift.fileio import atomic_dir, atomic_path, atomic_write_bytes
 
 __all__ = [
     "FORMATS",
@@ -125,17 +126,6 @@ def _batch(dataset: _Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, tor
             f"the dataset must yield uint8 (C, H, W) images, got {images.dtype} {tuple(images.shape[1:])}"
         )
     return images, labels.to(torch.int64)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jpeg_bytes(image_hwc: np.ndarray) -> bytes:
@@ -281,7 +271,7 @@ def write_corrupted(
             )
         written.append(name)
         done_before.add(name)
-        _atomic_write_bytes(
+        atomic_write_bytes(
             meta_path, json.dumps({**meta, "corruptions": sorted(done_before)}, indent=1).encode()
         )
         if progress:
@@ -298,22 +288,13 @@ def write_corrupted(
             )
         if labels_all is not None:
             _save_npy_atomic(labels_path, np.tile(labels_all.astype(np.int64), 5))
-    _atomic_write_bytes(
-        meta_path, json.dumps({**meta, "corruptions": sorted(done_before)}, indent=1).encode()
-    )
+    atomic_write_bytes(meta_path, json.dumps({**meta, "corruptions": sorted(done_before)}, indent=1).encode())
     return {**meta, "corruptions": sorted(done_before), "written": written, "skipped": skipped}
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def _write_npy(
@@ -321,10 +302,8 @@ def _write_npy(
 ) -> np.ndarray:
     first, _ = _batch(dataset, [0])
     c, h, w = first.shape[1:]
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
     labels = np.empty(n, dtype=np.int64)
-    try:
+    with atomic_path(final) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(5 * n, h, w, c))
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -337,20 +316,15 @@ def _write_npy(
                 arr[(s - 1) * n + start : (s - 1) * n + stop] = y.permute(0, 2, 3, 1).numpy()
         arr.flush()
         del arr
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return labels
 
 
 def _write_folders(
     dataset, final: Path, name, sevs, n, ids, seed, suite, batch_size, backend, folders, corrupt
 ) -> np.ndarray:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     labels = np.empty(n, dtype=np.int64)
     width = max(8, len(str(max(ids))))
-    try:
+    with atomic_dir(final) as tmp:
         for s in sevs:
             for folder in folders:
                 (tmp / str(s) / folder).mkdir(parents=True, exist_ok=True)
@@ -369,12 +343,6 @@ def _write_folders(
                         )
                     path = tmp / str(s) / folders[label] / f"{ids[start + k]:0{width}d}.JPEG"
                     path.write_bytes(_jpeg_bytes(hwc[k]))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return labels
 
 
@@ -439,7 +407,7 @@ def write_gallery(
 
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
