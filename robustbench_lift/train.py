@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corruptions.rng import derive_seed, torch_generator
+from robustbench_lift.fileio import atomic_path
 from robustbench_lift.lift import lifting_loss
 from robustbench_lift.models import build_model, list_models
 from robustbench_lift.pools import list_pools
@@ -358,10 +359,8 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_state(path: Path, cfg: TrainConfig) -> dict[str, Any]:
