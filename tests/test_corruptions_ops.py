@@ -30,10 +30,11 @@ def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.parametrize("size", [(23, 30), (150, 160)])
 @pytest.mark.parametrize("mode", _ops.MODES)
 @pytest.mark.parametrize("sigma", [0.4, 1.5, 6.0, 40.0])
-def test_gaussian_blur_matches_scipy(mode, sigma):
-    x = _rand(2, 3, 23, 30)
+def test_gaussian_blur_matches_scipy(mode, sigma, size):
+    x = _rand(2, 3, *size)
     ours = _ops.gaussian_blur(x, sigma, mode=mode, truncate=3.0)
     ref = ndimage.gaussian_filter(x.double().numpy(), (0, 0, sigma, sigma), mode=mode, truncate=3.0)
     err = np.abs(ours.double().numpy() - ref).max()
@@ -45,11 +46,12 @@ def test_boundary_index_rejects_unknown_mode():
         _ops.boundary_index(5, 1, 1, "zeros")
 
 
+@pytest.mark.parametrize("path", ["dispatch", "torch"])
 @pytest.mark.parametrize("ksize", [(3, 3), (9, 9), (17, 17), (5, 11)])
-def test_filter2d_matches_opencv(ksize):
+def test_filter2d_matches_opencv(ksize, path):
     x = _rand(2, 3, 29, 34)
     kernel = _rand(*ksize, seed=1)
-    ours = _ops.filter2d(x, kernel)
+    ours = _ops.filter2d(x, kernel) if path == "dispatch" else _ops._filter2d_torch(x, kernel, "mirror")
     for i in range(2):
         ref = cv2.filter2D(x[i].permute(1, 2, 0).numpy(), -1, kernel.numpy())
         err = np.abs(ours[i].permute(1, 2, 0).numpy() - ref).max()
