@@ -65,6 +65,7 @@ def _glass_links(offsets: np.ndarray, h: int, w: int, d: int) -> tuple[np.ndarra
     n, _, rh, rw = offsets.shape
     hw = h * w
     span = 2 * d
+    idx = np.int32 if n * hw < 2**31 else np.int64
     # one code per visited pixel for its (dy, dx); tables give the flat shift and whether the source is visited
     # before p in the bottom-right-to-top-left scan (dy > 0, or dy == 0 and dx > 0)
     code = offsets[:, 0].astype(np.int32)
@@ -89,7 +90,7 @@ def _glass_links(offsets: np.ndarray, h: int, w: int, d: int) -> tuple[np.ndarra
         src_r = rows[:, sr] + offsets[:, 0, sr, sc]
         src_c = cols[:, :, sc] + offsets[:, 1, sr, sc]
         link[:, sr, sc] &= (src_r >= d + 1) & (src_r <= h - d) & (src_c >= d + 1) & (src_c <= w - d)
-    source = np.arange(n * hw, dtype=np.int32).reshape(n, h, w)
+    source = np.arange(n * hw, dtype=idx).reshape(n, h, w)
     region = np.s_[:, d + 1 : h - d + 1, d + 1 : w - d + 1]
     source[region] += shift
     linked = np.zeros((n, h, w), dtype=bool)
@@ -102,7 +103,7 @@ def _glass_resolve(source: np.ndarray, linked: np.ndarray) -> np.ndarray:
     ``linked[p]``) until a pixel that copies an original value. Links point to pixels later in raster order, so
     the chains end; only the linked pixels (at most ~40 %) are followed, fewer at each step."""
     out = source.copy()
-    active = np.flatnonzero(linked).astype(np.int32)
+    active = np.flatnonzero(linked).astype(source.dtype)
     head = source[active]
     while active.size:
         more = linked[head]
@@ -150,9 +151,10 @@ def _glass_gather(x: Tensor, index: np.ndarray) -> Tensor:
     """``out[i, :, p] = x[i, :, index[i * H * W + p] - i * H * W]`` for (N, C, H, W) on the CPU."""
     n, c, h, w = x.shape
     hw = h * w
-    local = index.reshape(n, 1, hw) + (
-        np.arange(n * c, dtype=np.int32) * hw - np.repeat(np.arange(n) * hw, c)
-    ).astype(np.int32).reshape(n, c, 1)
+    dtype = np.int32 if n * c * hw < 2**31 else np.int64
+    local = index.astype(dtype, copy=False).reshape(n, 1, hw) + (
+        np.arange(n * c, dtype=np.int64) * hw - np.repeat(np.arange(n, dtype=np.int64) * hw, c)
+    ).astype(dtype).reshape(n, c, 1)
     flat = x.detach().contiguous().numpy().reshape(-1)
     return torch.from_numpy(np.take(flat, local).reshape(n, c, h, w))
 

@@ -96,6 +96,15 @@ def test_glass_shuffle_matches_the_sequential_reference(d, shuffle):
     assert not torch.equal(ours, x)
 
 
+def test_small_integer_draws_match_int64_draws():
+    # glass_blur draws its offsets as int16: the values (and the generator's state after) must be ctx.randint's
+    for dtype in (torch.int16, torch.int32):
+        g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+        a = torch.randint(-4, 4, (3, 2, 50, 61), generator=g1)
+        b = torch.randint(-4, 4, (3, 2, 50, 61), generator=g2, dtype=dtype)
+        assert torch.equal(a, b.long()) and torch.equal(g1.get_state(), g2.get_state())
+
+
 def test_glass_shuffle_too_small_is_identity():
     x = _rand(1, 3, 6, 6)
     assert torch.equal(glass_shuffle(x, torch.zeros(1, 2, 0, 0, dtype=torch.long), 3), x)
