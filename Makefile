@@ -10,7 +10,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install data bench clean
+.PHONY: demo test gate lint install data bench clean
 
 demo: install data
 	$(PY) cli.py demo $(DEMO_ARGS)
@@ -18,6 +18,19 @@ demo: install data
 test: install data
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# make gate - the CI regression gate (run by .ci/run after the tests). Trains the four tiny `demo --profile ci`
+#   ConvNets (lift/max/avg/blur) from scratch on 4000 Fashion-MNIST images - seeded, deterministic algorithms, one
+#   thread, so the numbers do not depend on the runner's core count - evaluates them on 64 test images (cifar10-c,
+#   cifar10-p, shift and reconstruction probes), then `check`s every headline number (clean accuracy, mCE, mean
+#   corruption error, mFR, mFP, mT5D, consistencies, reconstruction PSNR) against the committed baseline with the
+#   two-sided tolerances stored in it: exit 1 when the toolkit's numbers drift. After an intended change, refresh the
+#   baseline from the gate's run with the same tolerances (see reports/baseline/update.sh) and commit it.
+GATE_OUT      ?= reports/ci-gate
+GATE_BASELINE ?= reports/baseline/baseline.json
+gate: install data
+	$(PY) cli.py demo --profile ci --out $(GATE_OUT) --restart --no-report --no-progress
+	$(PY) cli.py check --baseline $(GATE_BASELINE) --junit $(GATE_OUT)/check.xml $(GATE_OUT)/run
 
 install: $(STAMP)
 
