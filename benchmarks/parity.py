@@ -1,11 +1,13 @@
 """Parity of the torch corruption engine with the published reference (imagecorruptions 1.1.2).
 
-Runs every corruption x severity of the ``imagenet-c`` suite on real photos (scikit-image's bundled pictures,
-centre-cropped and resized to each requested size) through both backends and compares:
+Runs every corruption x severity on real photos (scikit-image's bundled pictures, centre-cropped and resized to
+each requested size) through both backends and compares. The suite is ``imagenet-c`` for 18 corruptions and
+``imagecorruptions`` for elastic_transform (``PARITY_SUITES``): the ImageNet-C suite follows Hendrycks' elastic
+transform, a different algorithm from the package's, while the ``imagecorruptions`` suite runs the package's own.
 
 * ``deterministic`` corruptions (no random draw): PSNR(ours, reference), target >= 35 dB;
-* ``fed`` corruptions (snow, fog, spatter): our function and the published one are fed identical random numbers,
-  then compared like the deterministic ones (PSNR(ours, reference) >= 35 dB);
+* ``fed`` corruptions (snow, fog, spatter, elastic_transform): our function and the published one are fed identical
+  random numbers, then compared like the deterministic ones (PSNR(ours, reference) >= 35 dB);
 * ``stochastic`` corruptions: the two backends draw independently; compare the mean PSNR(corrupted, clean) of ours
   and of the reference over images x repeats (different sample ids), target |difference| <= 1 dB.
 
@@ -55,6 +57,7 @@ __all__ = [
     "PHOTOS",
     "DETERMINISTIC",
     "FED",
+    "PARITY_SUITES",
     "PSNR_TARGET",
     "DIFF_TARGET",
     "ParityRow",
@@ -91,7 +94,9 @@ DETERMINISTIC: frozenset[str] = frozenset(
     }
 )
 #: Stochastic corruptions whose draws can be fed identically to both implementations.
-FED: frozenset[str] = frozenset({"snow", "fog", "spatter"})
+FED: frozenset[str] = frozenset({"snow", "fog", "spatter", "elastic_transform"})
+#: The suite each corruption is compared in when it is not ``imagenet-c``.
+PARITY_SUITES: dict[str, str] = {"elastic_transform": "imagecorruptions"}
 PSNR_TARGET = 35.0
 DIFF_TARGET = 1.0
 PSNR_CAP = 100.0  # identical images: reported as 100 dB instead of infinity
@@ -125,9 +130,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return val.clamp(max=PSNR_CAP)
 
 
-def parity_suite() -> Suite:
-    """The suite both backends implement: ``imagenet-c``."""
-    return get_suite("imagenet-c")
+def parity_suite(name: str | None = None) -> Suite:
+    """The suite ``name`` is compared in: ``imagecorruptions`` for elastic_transform (the package's own variant),
+    ``imagenet-c`` for the others (the same parameters as the package)."""
+    return get_suite(PARITY_SUITES.get(name or "", "imagenet-c"))
 
 
 # --------------------------------------------------------------------------------------------- feeding draws
@@ -161,10 +167,16 @@ class _FedImage:
 class _FedContext:
     """A ``Context`` stand-in whose draws for image i come from image i's fixed arrays."""
 
-    def __init__(self, feeds: list[_FedImage], native_size: int, suite: str) -> None:
+    def __init__(
+        self, feeds: list[_FedImage], native_size: int, suite: str, elastic_variant: str = "hendrycks"
+    ) -> None:
         self.feeds, self.native_size, self.suite = feeds, native_size, suite
         self.seeds = [0] * len(feeds)
         self.device = torch.device("cpu")
+        self.elastic_variant = elastic_variant
+
+    def scale(self, height: int, width: int) -> float:
+        return min(height, width) / float(self.native_size)
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -198,7 +210,9 @@ def _run_fed(
     """Ours and the reference on identical draws: two uint8 batches."""
     n, _, h, w = images.shape
     draws = _fed_draws(n, 2 * (1 << (max(h, w) - 1).bit_length()) ** 2 + 16, seed, name, severity)
-    ctx = _FedContext([_FedImage(u, z) for u, z in draws], suite.native_size, suite.name)
+    ctx = _FedContext(
+        [_FedImage(u, z) for u, z in draws], suite.native_size, suite.name, suite.elastic_variant
+    )
     x = images.float() / 255
     ours = CORRUPTIONS.get(name)(x, suite.param(name, severity), ctx)
     ours = (ours.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -219,6 +233,7 @@ class ParityRow:
     corruption: str
     severity: int
     size: int
+    suite: str
     kind: str  # deterministic | fed | stochastic
     n: int  # images compared per backend (images x repeats for stochastic rows)
     psnr_ours_ref: float
@@ -254,7 +269,7 @@ def parity_cell(
         images: uint8 (N, 3, H, W), H and W >= 32.
         repeats: stochastic rows corrupt every image this many times (different sample ids) per backend.
     """
-    suite = suite or parity_suite()
+    suite = suite or parity_suite(name)
     kind = kind_of(name)
     n, _, size, _ = images.shape
     nan = float("nan")
@@ -268,12 +283,12 @@ def parity_cell(
             t0 = time.perf_counter()
             ours = corrupt(batch, name, severity, suite=suite, seed=seed, ids=ids)
             t1 = time.perf_counter()
-            ref = corrupt_reference(batch, name, severity, seed=seed + 1, ids=ids)
+            ref = corrupt_reference(batch, name, severity, seed=seed + 1, ids=ids, suite=suite.name)
             t2 = time.perf_counter()
             p_ours, p_ref = psnr(ours, batch).mean().item(), psnr(ref, batch).mean().item()
             diff = p_ours - p_ref
             return ParityRow(
-                name, severity, size, kind, len(batch), nan, nan, p_ours, p_ref, diff,
+                name, severity, size, suite.name, kind, len(batch), nan, nan, p_ours, p_ref, diff,
                 f"|diff| <= {DIFF_TARGET:g} dB", abs(diff) <= DIFF_TARGET, t1 - t0, t2 - t1,
             )  # fmt: skip
         t0 = time.perf_counter()
@@ -283,13 +298,13 @@ def parity_cell(
         else:
             ours = corrupt(images, name, severity, suite=suite, seed=seed)
             t1 = time.perf_counter()
-            ref = corrupt_reference(images, name, severity, seed=seed)
+            ref = corrupt_reference(images, name, severity, seed=seed, suite=suite.name)
             t2 = time.perf_counter()
     between = psnr(ours, ref)
     p_ours, p_ref = psnr(ours, images).mean().item(), psnr(ref, images).mean().item()
     mean = between.mean().item()
     return ParityRow(
-        name, severity, size, kind, n, mean, between.min().item(), p_ours, p_ref, p_ours - p_ref,
+        name, severity, size, suite.name, kind, n, mean, between.min().item(), p_ours, p_ref, p_ours - p_ref,
         f">= {PSNR_TARGET:g} dB", mean >= PSNR_TARGET, t1 - t0, t2 - t1,
     )  # fmt: skip
 
@@ -310,13 +325,14 @@ def run_parity(
         raise ValueError(
             f"unknown corruptions {', '.join(unknown)}; valid: {', '.join(REFERENCE_CORRUPTIONS)}"
         )
-    suite = parity_suite()
     rows = []
     for size in sizes:
         images = load_photos(int(size), photos)
         for name in names:
             for severity in severities:
-                row = parity_cell(images, name, int(severity), suite=suite, repeats=repeats, seed=seed)
+                row = parity_cell(
+                    images, name, int(severity), suite=parity_suite(name), repeats=repeats, seed=seed
+                )
                 rows.append(row)
                 if progress is not None:
                     progress(row)

@@ -131,7 +131,8 @@ def corrupt(
         seed: global seed.
         ids: one integer per image (default: its index in the batch). Image i's output depends only on
             ``(seed, ids[i], name, severity)``.
-        backend: ``"torch"`` (this engine, batched) or ``"reference"`` (imagecorruptions 1.1.2, imagenet-c only).
+        backend: ``"torch"`` (this engine, batched) or ``"reference"`` (imagecorruptions 1.1.2; suites
+            ``imagenet-c`` and ``imagecorruptions`` only, both run the package as published).
 
     Returns:
         The corrupted images, same shape, dtype and device as ``images``; floats lie on the 8-bit levels k / 255.
@@ -157,13 +158,13 @@ def corrupt(
     id_list = _check_ids(ids, n)
 
     if backend == "reference":
-        if s != get_suite("imagenet-c"):
-            raise ValueError(
-                "backend 'reference' (imagecorruptions) only implements the built-in 'imagenet-c' suite, "
-                f"got {s.name!r}; use backend='torch'"
-            )
         reference = importlib.import_module("corruptions.reference")
-        out = reference.corrupt_reference(x, name, severity, seed=int(seed), ids=id_list)
+        if not any(s == get_suite(r) for r in reference.REFERENCE_SUITES):
+            raise ValueError(
+                "backend 'reference' (imagecorruptions) only implements the built-in suites "
+                f"{', '.join(map(repr, reference.REFERENCE_SUITES))}, got {s.name!r}; use backend='torch'"
+            )
+        out = reference.corrupt_reference(x, name, severity, seed=int(seed), ids=id_list, suite=s.name)
         return out if images.ndim == 4 else out[0]
 
     s.check_size(h, w)
@@ -177,7 +178,13 @@ def corrupt(
     out = torch.empty_like(x)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        ctx = Context(seeds=seeds[start:stop], native_size=s.native_size, suite=s.name, device=x.device)
+        ctx = Context(
+            seeds=seeds[start:stop],
+            native_size=s.native_size,
+            suite=s.name,
+            device=x.device,
+            elastic_variant=s.elastic_variant,
+        )
         out[start:stop] = _run(fn, name, x[start:stop], param, ctx)
     return out if images.ndim == 4 else out[0]
 

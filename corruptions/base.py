@@ -36,12 +36,15 @@ class Context:
         native_size: the image side the suite's parameters were written for (224 for imagenet-c, 32 for cifar10-c).
         suite: the suite's name.
         device: where ``x`` lives; random tensors are drawn on the CPU and moved here.
+        elastic_variant: the suite's elastic transform (``"hendrycks"`` or ``"imagecorruptions"``, see
+            ``corruptions.suites.ELASTIC_VARIANTS``).
     """
 
     seeds: list[int]
     native_size: int
     suite: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    elastic_variant: str = "hendrycks"
     _torch_gens: list[torch.Generator] | None = field(default=None, repr=False)
     _numpy_gens: list[np.random.Generator] | None = field(default=None, repr=False)
 
@@ -63,7 +66,9 @@ class Context:
     def numpy(self, i: int) -> np.random.Generator:
         """Image ``i``'s numpy generator (a stream separate from its torch one)."""
         if self._numpy_gens is None:
-            self._numpy_gens = [np.random.Generator(np.random.PCG64(derive_seed(s, "numpy"))) for s in self.seeds]
+            self._numpy_gens = [
+                np.random.Generator(np.random.PCG64(derive_seed(s, "numpy"))) for s in self.seeds
+            ]
         return self._numpy_gens[i]
 
     def _stack(self, draw) -> torch.Tensor:

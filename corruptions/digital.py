@@ -28,6 +28,7 @@ __all__ = [
     "jpeg_compression",
     "pixelate",
     "elastic_transform",
+    "elastic_imagecorruptions",
     "box_resize_matrix",
     "nearest_index",
 ]
@@ -184,14 +185,22 @@ def _sample(x: Tensor, rows: Tensor, cols: Tensor, mode: str) -> Tensor:
 
 @CORRUPTIONS.register("elastic_transform", category="digital", benchmark=True)
 def elastic_transform(x: Tensor, param: tuple[float, float, float], ctx: Context) -> Tensor:
-    """Hendrycks' elastic transform: a random affine warp, then a smooth random displacement field.
+    """Elastic transform in the suite's variant (``ctx.elastic_variant``).
 
-    ``param`` = (alpha, sigma, affine) in pixels at the suite's native size, scaled by ``min(H, W) / native_size``
-    (the published values are multiples of the image size). The three corners of a centred square of side
-    ``2 * (min(H, W) // 3)`` each move by uniform offsets in [-affine, affine] (bilinear, mirrored borders); then each
-    pixel is displaced by ``alpha * G_sigma * U(-1, 1)`` per axis (Gaussian truncated at 3 sigma, reflected borders)
-    and resampled bilinearly.
+    ``"hendrycks"`` (ImageNet-C / CIFAR-10-C, the default): a random affine warp, then a smooth random displacement
+    field. ``param`` = (alpha, sigma, affine) in pixels at the suite's native size, scaled by
+    ``min(H, W) / native_size`` (the published values are multiples of the image size). The three corners of a
+    centred square of side ``2 * (min(H, W) // 3)`` each move by uniform offsets in [-affine, affine] (bilinear,
+    mirrored borders); then each pixel is displaced by ``alpha * G_sigma * U(-1, 1)`` per axis (Gaussian truncated
+    at 3 sigma, reflected borders) and resampled bilinearly.
+
+    ``"imagecorruptions"``: imagecorruptions 1.1.2's own version, see ``elastic_imagecorruptions``.
     """
+    variant = getattr(ctx, "elastic_variant", "hendrycks")
+    if variant == "imagecorruptions":
+        return elastic_imagecorruptions(x, param, ctx)
+    if variant != "hendrycks":
+        raise ValueError(f"unknown elastic variant {variant!r}; valid: hendrycks, imagecorruptions")
     n, c, h, w = x.shape
     k = ctx.scale(h, w)
     alpha, sigma, affine = float(param[0]) * k, float(param[1]) * k, float(param[2]) * k
@@ -221,3 +230,30 @@ def elastic_transform(x: Tensor, param: tuple[float, float, float], ctx: Context
         _ops.gaussian_blur(field, sigma, mode="reflect", truncate=3.0) * alpha if sigma > 0 else field * 0.0
     )
     return _sample(warped, ys + disp[:, 1], xs + disp[:, 0], "reflect")
+
+
+def elastic_imagecorruptions(x: Tensor, param: tuple[float, float, float], ctx: Context) -> Tensor:
+    """imagecorruptions 1.1.2's elastic transform: a smooth random displacement field, no affine step.
+
+    ``param`` = (alpha, sigma, max_shift); sigma and max_shift are fractions of the image side, so nothing depends
+    on the suite's native size. As the package: a field ``U(-m, m)`` with ``m = max_shift * H`` (the height, for both
+    axes) per axis - dx (columns) drawn first, then dy (rows) - is blurred by a Gaussian of sigma ``sigma * H`` along
+    the rows and ``sigma * W`` along the columns (truncated at 3 sigma, reflected borders), multiplied by ``alpha``,
+    and the image is resampled bilinearly at ``(row + dy, col + dx)`` with reflected borders (scipy's
+    ``map_coordinates(order=1, mode="reflect")``).
+    """
+    n, c, h, w = x.shape
+    alpha, sigma, max_shift = float(param[0]), float(param[1]), float(param[2])
+    bound = h * max_shift
+    field = (ctx.rand(2, h, w) * 2.0 - 1.0) * bound  # [:, 0] = dx, [:, 1] = dy, in the package's draw order
+    sig_h, sig_w = h * sigma, w * sigma
+    taps_h = _ops.gaussian_kernel1d(sig_h, _ops.gaussian_radius(sig_h, 3.0))
+    taps_w = _ops.gaussian_kernel1d(sig_w, _ops.gaussian_radius(sig_w, 3.0))
+    disp = _ops.separable_filter(field, taps_h, taps_w, mode="reflect") * alpha
+    dev = x.device
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=dev),
+        torch.arange(w, dtype=torch.float32, device=dev),
+        indexing="ij",
+    )
+    return _sample(x, ys + disp[:, 1], xs + disp[:, 0], "reflect")

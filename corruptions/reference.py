@@ -25,8 +25,10 @@ Grayscale images are replicated to RGB before the call (the package does the sam
 by the mean over the three output channels, rounded. The package truncates its float results to uint8
 (``np.uint8(x)``); that is kept, as it is part of the published behaviour.
 
-Only the ``imagenet-c`` suite exists here: the package hard-codes the ImageNet-C parameters (scaling the
-size-dependent ones - fog's noise map, frost's texture crop, elastic's displacement field - with the image size).
+The package hard-codes its parameters: the ImageNet-C table (scaling the size-dependent ones - fog's noise map,
+frost's texture crop, elastic's displacement field - with the image size) with its own elastic transform. Two suites
+name that table: ``imagecorruptions`` (exactly the package's parameters, elastic included) and ``imagenet-c`` (whose
+elastic_transform is Hendrycks' variant in the torch engine; the package still runs its own here).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .suites import ALL_CORRUPTIONS
 __all__ = [
     "REFERENCE_CORRUPTIONS",
     "REFERENCE_SUITE",
+    "REFERENCE_SUITES",
     "corrupt_reference",
     "corrupt_reference_numpy",
     "reference_package_dir",
@@ -62,6 +65,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REFERENCE_SUITE = "imagenet-c"
+#: The built-in suites whose parameters the package implements (``imagecorruptions`` is its own, elastic included).
+REFERENCE_SUITES: tuple[str, ...] = ("imagenet-c", "imagecorruptions")
 
 #: The 19 corruptions of imagecorruptions 1.1.2; the package lists them in the canonical order.
 REFERENCE_CORRUPTIONS: tuple[str, ...] = ALL_CORRUPTIONS
@@ -312,15 +317,16 @@ def corrupt_reference(
         severity: 1..5.
         seed: global seed; image i uses ``derive_seed(seed, ids[i], name, severity)``.
         ids: one integer per image (default: the index in the batch).
-        suite: must be ``"imagenet-c"``, the only parameter table the package has.
+        suite: ``"imagenet-c"`` or ``"imagecorruptions"`` (``REFERENCE_SUITES``); both run the package's own
+            parameters (its table is the ImageNet-C one with its own elastic transform).
 
     Returns:
         The corrupted batch, same shape, dtype and device as ``images`` (floats quantised to 8-bit levels).
     """
-    if suite != REFERENCE_SUITE:
+    if suite not in REFERENCE_SUITES:
         raise ValueError(
-            f"the reference backend only implements suite {REFERENCE_SUITE!r} (imagecorruptions hard-codes the "
-            f"ImageNet-C parameters), got {suite!r}; use backend='torch' for other suites"
+            f"the reference backend only implements suites {', '.join(map(repr, REFERENCE_SUITES))} "
+            f"(imagecorruptions hard-codes its parameters), got {suite!r}; use backend='torch' for other suites"
         )
     _check_name_severity(name, severity)
     if not isinstance(images, torch.Tensor):

@@ -1,9 +1,12 @@
 """Corruption suites as data: which corruptions, which parameter per severity, written for which image size.
 
-Two suites are built in, with the severity tables of Hendrycks & Dietterich (ICLR 2019):
+Three suites are built in, two with the severity tables of Hendrycks & Dietterich (ICLR 2019):
 
 * ``imagenet-c``: the ImageNet-C table, written for 224 px images;
-* ``cifar10-c``: the CIFAR-10-C table, written for 32 px images.
+* ``cifar10-c``: the CIFAR-10-C table, written for 32 px images;
+* ``imagecorruptions``: the parameters of the imagecorruptions 1.1.2 package, for parity and for users who want that
+  package's behaviour: the ImageNet-C table except ``elastic_transform``, which follows the package's own variant
+  (``elastic_variant="imagecorruptions"``, see below).
 
 Users define their own suite from a dict or a JSON file (``load_suite``), optionally starting from a built-in one
 (``"base": "imagenet-c"``) and overriding some parameters or selecting corruptions.
@@ -17,7 +20,10 @@ Parameters are stored in the units the reference code uses. How they behave at a
   ``imagecorruptions`` does when it applies the ImageNet-C table to images of any size;
 * ``elastic_transform``'s three numbers are multiples of the image size (Hendrycks wrote them as ``244 * (...)``
   for ImageNet and ``32 * (...)`` for CIFAR); they are stored as the pixel values at the native size and scaled by
-  ``min(H, W) / native_size``.
+  ``min(H, W) / native_size``. That is the ``"hendrycks"`` elastic variant (the default); with
+  ``elastic_variant="imagecorruptions"`` the three numbers are the package's ``(alpha, sigma, max_shift)``: alpha
+  is a plain multiplier, sigma and the uniform field's bound are fractions of the image side (``0.01`` and ``0.005``
+  in the package), so they need no native size.
 
 Far from the native size the table no longer describes the corruption it was tuned for, so ``check_size`` warns
 (``SuiteSizeWarning``) when ``min(H, W)`` is more than ``SIZE_WARN_RATIO`` times larger or smaller than the native
@@ -41,6 +47,7 @@ __all__ = [
     "HELD_OUT",
     "ALL_CORRUPTIONS",
     "SIZE_WARN_RATIO",
+    "ELASTIC_VARIANTS",
     "Suite",
     "SuiteSizeWarning",
     "SUITES",
@@ -71,6 +78,10 @@ BENCHMARK: tuple[str, ...] = (
 #: The 4 held-out corruptions (reported separately, never part of mCE).
 HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
+
+#: The two elastic transforms: Hendrycks' ImageNet-C / CIFAR-10-C one (affine step + displacement field, the
+#: published tables) and imagecorruptions 1.1.2's own (displacement field only, sizes as fractions of the image).
+ELASTIC_VARIANTS: tuple[str, ...] = ("hendrycks", "imagecorruptions")
 
 #: ``check_size`` warns when min(H, W) / native_size is above this ratio or below its inverse.
 SIZE_WARN_RATIO = 2.0
@@ -114,6 +125,9 @@ class Suite:
         benchmark: the corruptions averaged in mCE, in report order.
         held_out: corruptions reported separately.
         description: one line for listings.
+        elastic_variant: which elastic transform ``elastic_transform``'s parameters describe (``ELASTIC_VARIANTS``):
+            ``"hendrycks"`` (alpha, sigma, affine) in pixels at ``native_size``, or ``"imagecorruptions"`` (alpha,
+            sigma, max_shift) with sigma and max_shift as fractions of the image side.
     """
 
     name: str
@@ -122,6 +136,7 @@ class Suite:
     benchmark: tuple[str, ...] = BENCHMARK
     held_out: tuple[str, ...] = HELD_OUT
     description: str = ""
+    elastic_variant: str = "hendrycks"
 
     @property
     def corruptions(self) -> tuple[str, ...]:
@@ -155,6 +170,7 @@ class Suite:
             "name": self.name,
             "native_size": self.native_size,
             "description": self.description,
+            "elastic_variant": self.elastic_variant,
             "benchmark": list(self.benchmark),
             "held_out": list(self.held_out),
             "params": {
@@ -274,6 +290,13 @@ _CIFAR10_C: dict[str, tuple[Any, ...]] = {
     "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
 }
 
+# imagecorruptions 1.1.2: the ImageNet-C table, except its own elastic transform, written as (alpha, sigma,
+# max_shift): alpha = 250 * (.05, .065, .085, .1, .12), sigma = 1 % and the uniform field's bound 0.5 % of the side.
+_IMAGECORRUPTIONS: dict[str, tuple[Any, ...]] = {
+    **_IMAGENET_C,
+    "elastic_transform": tuple((250 * a, 0.01, 0.005) for a in (0.05, 0.065, 0.085, 0.1, 0.12)),
+}
+
 
 def _normalise_params(name: str, corruption: str, values: object) -> tuple[Any, ...]:
     """Validate one corruption's five parameters and return them as a tuple (tuples inside for tuple params)."""
@@ -317,6 +340,7 @@ def _make_suite(
     benchmark: Sequence[str],
     held_out: Sequence[str],
     description: str,
+    elastic_variant: object = "hendrycks",
 ) -> Suite:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a suite needs a non-empty string name, got {name!r}")
@@ -326,6 +350,10 @@ def _make_suite(
         or int(native_size) < 1
     ):
         raise ValueError(f"suite {name!r}: native_size must be a positive integer, got {native_size!r}")
+    if not isinstance(elastic_variant, str) or elastic_variant not in ELASTIC_VARIANTS:
+        raise ValueError(
+            f"suite {name!r}: unknown elastic_variant {elastic_variant!r}; valid: {', '.join(ELASTIC_VARIANTS)}"
+        )
     norm = {c: _normalise_params(name, c, v) for c, v in params.items()}
     for label, names in (("benchmark", benchmark), ("held_out", held_out)):
         if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
@@ -352,6 +380,7 @@ def _make_suite(
         benchmark=tuple(benchmark),
         held_out=tuple(held_out),
         description=str(description),
+        elastic_variant=elastic_variant,
     )
 
 
@@ -372,6 +401,16 @@ SUITES: dict[str, Suite] = {
         HELD_OUT,
         "CIFAR-10-C (Hendrycks & Dietterich 2019): the CIFAR-10-C severity table, for 32 px images",
     ),
+    "imagecorruptions": _make_suite(
+        "imagecorruptions",
+        224,
+        _IMAGECORRUPTIONS,
+        BENCHMARK,
+        HELD_OUT,
+        "the parameters of the imagecorruptions 1.1.2 package, for parity and for users who want that package's "
+        "behaviour: the ImageNet-C table, elastic_transform in the package's own variant",
+        "imagecorruptions",
+    ),
 }
 
 
@@ -388,7 +427,17 @@ def get_suite(name: str) -> Suite:
         raise ValueError(f"unknown suite {name!r}; valid: {', '.join(SUITES)}") from None
 
 
-_KEYS = {"name", "base", "native_size", "params", "corruptions", "benchmark", "held_out", "description"}
+_KEYS = {
+    "name",
+    "base",
+    "native_size",
+    "params",
+    "corruptions",
+    "benchmark",
+    "held_out",
+    "description",
+    "elastic_variant",
+}
 
 
 def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
@@ -402,7 +451,9 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
     * ``params``: corruption -> list of 5 parameters; overrides / adds to the base's;
     * ``corruptions``: keep only these (benchmark / held-out membership as in the base, unknown ones go to
       benchmark); or give ``benchmark`` and ``held_out`` explicitly;
-    * ``description``.
+    * ``description``;
+    * ``elastic_variant``: ``"hendrycks"`` or ``"imagecorruptions"`` (``ELASTIC_VARIANTS``); default: the base's,
+      else ``"hendrycks"``.
 
     Raises:
         ValueError: unknown keys or corruptions, malformed parameters, lists naming corruptions without
@@ -457,7 +508,8 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
             extra = [c for c in params if c not in BENCHMARK and c not in HELD_OUT]
             benchmark = list(benchmark) + extra
     description = data.get("description", f"user suite based on {base.name}" if base else "user suite")
-    return _make_suite(name, native_size, params, benchmark, held_out, description)
+    variant = data.get("elastic_variant", base.elastic_variant if base else "hendrycks")
+    return _make_suite(name, native_size, params, benchmark, held_out, description, variant)
 
 
 def resolve_suite(suite: str | Suite | Mapping[str, Any]) -> Suite:

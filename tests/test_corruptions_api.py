@@ -59,7 +59,7 @@ def test_registry_matches_the_canonical_lists():
         "speckle_noise",
     ]
     assert list_corruptions(category="weather") == ["snow", "frost", "fog", "brightness", "spatter"]
-    assert set(list_suites()) == {"imagenet-c", "cifar10-c"}
+    assert list_suites() == ["imagenet-c", "cifar10-c", "imagecorruptions"]
     with pytest.raises(ValueError, match="valid: noise, blur, weather, digital"):
         list_corruptions(category="colour")
 
@@ -218,8 +218,12 @@ def test_bad_input_raises_clearly(kwargs, exc, match):
 
 
 def test_reference_backend_rejects_other_suites():
-    with pytest.raises(ValueError, match="imagenet-c"):
+    with pytest.raises(ValueError, match="'imagenet-c', 'imagecorruptions'"):
         corrupt(torch.zeros(1, 3, 32, 32), "contrast", 1, suite="cifar10-c", backend="reference")
+    x = _images(1, 32)
+    a = corrupt(x, "elastic_transform", 2, suite="imagecorruptions", backend="reference", seed=4)
+    b = corrupt(x, "elastic_transform", 2, suite="imagenet-c", backend="reference", seed=4)
+    assert torch.equal(a, b)  # one package, one parameter table
 
 
 def test_size_warning_far_from_native_size():
@@ -252,6 +256,52 @@ def test_builtin_tables_follow_the_spec():
     assert len(inet.param("zoom_blur", 1)) == 12 and len(inet.param("zoom_blur", 5)) == 11
     assert len(cifar.param("zoom_blur", 5)) == 26 and cifar.param("zoom_blur", 1)[-1] == pytest.approx(1.06)
     assert inet.param("saturate", 5) == (20, 0.2) and cifar.param("jpeg_compression", 5) == 40
+
+
+def test_imagecorruptions_suite_is_imagenet_c_with_the_package_elastic_transform():
+    inet, pkg = get_suite("imagenet-c"), get_suite("imagecorruptions")
+    assert pkg.native_size == 224 and pkg.benchmark == BENCHMARK and pkg.held_out == HELD_OUT
+    assert (inet.elastic_variant, pkg.elastic_variant) == ("hendrycks", "imagecorruptions")
+    assert get_suite("cifar10-c").elastic_variant == "hendrycks"
+    assert {k: v for k, v in pkg.params.items() if k != "elastic_transform"} == {
+        k: v for k, v in inet.params.items() if k != "elastic_transform"
+    }
+    alphas = [pkg.param("elastic_transform", s)[0] for s in range(1, 6)]
+    assert alphas == pytest.approx([12.5, 16.25, 21.25, 25.0, 30.0])
+    assert {pkg.param("elastic_transform", s)[1:] for s in range(1, 6)} == {(0.01, 0.005)}
+    assert load_suite(pkg.to_dict()) == pkg and pkg.to_dict()["elastic_variant"] == "imagecorruptions"
+    x = _images(2, 160, seed=3)
+    for name in ("fog", "gaussian_noise"):  # same table, same seeds: same images
+        assert torch.equal(corrupt(x, name, 3, suite=pkg, seed=1), corrupt(x, name, 3, suite=inet, seed=1))
+    a = corrupt(x, "elastic_transform", 3, suite=pkg, seed=1)
+    assert not torch.equal(a, corrupt(x, "elastic_transform", 3, suite=inet, seed=1))
+    assert not torch.equal(a, x)
+
+
+def test_imagecorruptions_elastic_is_deterministic_per_image():
+    x = _images(3, 120, seed=4)
+    ids = [5, 6, 7]
+    full = corrupt(x, "elastic_transform", 5, suite="imagecorruptions", seed=2, ids=ids)
+    for i in range(3):
+        one = corrupt(x[i : i + 1], "elastic_transform", 5, suite="imagecorruptions", seed=2, ids=[ids[i]])
+        assert torch.equal(one[0], full[i])
+    perm = [1, 2, 0]
+    shuffled = corrupt(
+        x[perm], "elastic_transform", 5, suite="imagecorruptions", seed=2, ids=[ids[p] for p in perm]
+    )
+    assert torch.equal(shuffled, full[perm])
+    gray = corrupt(x[:, :1], "elastic_transform", 5, suite="imagecorruptions", seed=2, ids=ids)
+    assert gray.shape == (3, 1, 120, 120)
+
+
+def test_elastic_variant_in_user_suites():
+    mine = load_suite({"name": "mine", "base": "cifar10-c", "elastic_variant": "imagecorruptions",
+                       "params": {"elastic_transform": [[10, 0.02, 0.01]] * 5}})  # fmt: skip
+    assert mine.elastic_variant == "imagecorruptions" and mine.native_size == 32
+    assert load_suite({"name": "inherit", "base": "imagecorruptions"}).elastic_variant == "imagecorruptions"
+    x = _images(2, 32, seed=6)
+    y = corrupt(x, "elastic_transform", 1, suite=mine, seed=0)
+    assert y.shape == x.shape and not torch.equal(y, x)
 
 
 def test_user_suite_from_dict_and_file(tmp_path):
@@ -296,6 +346,10 @@ def test_user_suite_from_dict_and_file(tmp_path):
         ({"name": "a", "base": "cifar10-c", "params": {"glass_blur": [[1, 2]] * 5}}, "expected 3 numbers"),
         ({"name": "a", "base": "cifar10-c", "params": {"contrast": ["x"] * 5}}, "expected a number"),
         ({"name": "a", "base": "cifar10-c", "colour": 1}, "unknown keys colour"),
+        (
+            {"name": "a", "base": "cifar10-c", "elastic_variant": "scipy"},
+            "valid: hendrycks, imagecorruptions",
+        ),
         ({"name": "a", "base": "cifar10-c", "benchmark": ["contrast"], "held_out": ["contrast"]}, "both"),
         ({"name": "a", "native_size": 32, "params": {}, "benchmark": ["contrast"]}, "without parameters"),
     ],
