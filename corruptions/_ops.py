@@ -11,6 +11,7 @@ Boundary modes follow scipy.ndimage's names, because the reference filters with 
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import cv2
@@ -31,6 +32,9 @@ __all__ = [
     "rgb_to_gray",
     "to_rgb",
     "from_rgb",
+    "clipped_zoom",
+    "motion_taps",
+    "motion_blur",
 ]
 
 MODES = ("nearest", "reflect", "mirror", "wrap")
@@ -249,3 +253,96 @@ def to_rgb(x: Tensor) -> Tensor:
 def from_rgb(y: Tensor, channels: int) -> Tensor:
     """Back to ``channels`` channels: the mean over RGB for grayscale (what the reference backend does)."""
     return y.mean(dim=1, keepdim=True) if channels == 1 else y
+
+
+# ------------------------------------------------------------------------------------ zoom and motion blur
+def clipped_zoom(x: Tensor, factor: float) -> Tensor:
+    """Zoom into the centre by ``factor`` (bilinear, corners aligned as ``scipy.ndimage.zoom(order=1)``).
+
+    The reference's ``clipped_zoom``: crops the centre ``ceil(H / factor) x ceil(W / factor)`` and enlarges it to
+    ``round(size * factor)``. Returns the zoomed centre crop, at least as large as ``x`` (callers crop the top-left
+    (H, W)). Works on any leading dimensions (..., H, W) that ``F.interpolate`` accepts.
+    """
+    h, w = x.shape[-2:]
+    ch, cw = math.ceil(h / factor), math.ceil(w / factor)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[..., top : top + ch, left : left + cw]
+    size = (int(round(ch * factor)), int(round(cw * factor)))
+    if size == (ch, cw):
+        return crop
+    return F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
+
+
+def motion_taps(
+    radius: float, sigma: float, angles: Tensor, height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The reference's shift-and-sum motion kernel (its stand-in for ImageMagick's ``-motion-blur``).
+
+    ``T = 2 * ceil(radius) + 1`` taps with one-sided Gaussian weights ``exp(-i^2 / (2 sigma^2))`` normalised over all
+    taps; tap i of an image blurred at ``angle`` (degrees) shifts it by ``dy = -ceil(i * py / hypot - 0.5)``,
+    ``dx = -ceil(i * px / hypot - 0.5)`` with ``(py, px) = T * (sin, cos)(angle)``, written as the reference
+    computes it. From the first tap whose shift reaches the image size on, taps are dropped (the reference stops its
+    loop there) without renormalising.
+
+    Returns:
+        ``(kernel, dy, dx, alive)``: float64 (T,), long (N, T), long (N, T), bool (N, T), all on the CPU.
+    """
+    taps_n = 2 * int(math.ceil(float(radius))) + 1
+    taps = torch.arange(taps_n, dtype=torch.float64)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+    kernel = kernel / kernel.sum()
+    rad = torch.deg2rad(angles.detach().to("cpu", torch.float64).reshape(-1))
+    py, px = taps_n * torch.sin(rad), taps_n * torch.cos(rad)
+    hyp = torch.hypot(py, px)
+    dy = -torch.ceil(taps[None, :] * py[:, None] / hyp[:, None] - 0.5).long()  # (N, T)
+    dx = -torch.ceil(taps[None, :] * px[:, None] / hyp[:, None] - 0.5).long()
+    alive = torch.cumprod(((dy.abs() < height) & (dx.abs() < width)).long(), dim=1).bool()
+    return kernel, dy, dx, alive
+
+
+def motion_blur(x: Tensor, radius: float, sigma: float, angles: Tensor) -> Tensor:
+    """The reference's shift-and-sum motion blur (``motion_taps``), one angle (degrees) per image.
+
+    ``out[h, w] = sum_i k_i * x[clamp(h - dy_i), clamp(w - dx_i)]`` (edges replicated) over the live taps. Used by
+    the motion_blur and snow corruptions and by the motion-blur / snow perturbations.
+
+    Small images: one batched gather per tap. Large images: shifted windows of an edge-padded copy are added image
+    by image (plain slices, several times faster than gathers once an image has thousands of pixels).
+
+    Shape:
+        x: (N, C, H, W); angles: (N,).
+    """
+    n, c, h, w = x.shape
+    kernel, dy, dx, alive = motion_taps(radius, sigma, angles, h, w)
+    width = kernel.numel()
+    out = torch.zeros(n, c, h, w, dtype=x.dtype, device=x.device)
+    if h * w >= 4096:
+        pad = width - 1
+        rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
+        cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
+        xp = x.index_select(2, rows).index_select(3, cols)
+        tops, lefts, live, k = (pad - dy).tolist(), (pad - dx).tolist(), alive.tolist(), kernel.tolist()
+        for i in range(n):
+            oi, xi = out[i], xp[i]
+            for t in range(width):
+                if not live[i][t]:
+                    break
+                y0, x0 = tops[i][t], lefts[i][t]
+                oi.add_(xi[:, y0 : y0 + h, x0 : x0 + w], alpha=k[t])
+        return out
+    # one gather per tap from the edge-padded planes, flattened: tap t of plane p starts at base[p, t]
+    pad = width - 1
+    dy, dx = dy.clamp(-pad, pad), dx.clamp(-pad, pad)
+    rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
+    cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
+    wp = w + 2 * pad
+    flat = x.index_select(2, rows).index_select(3, cols).reshape(n * c, -1)
+    base = ((pad - dy) * wp + (pad - dx)).repeat_interleave(c, dim=0).to(x.device)  # (N * C, T)
+    weights = (kernel[None, :] * alive).repeat_interleave(c, dim=0).to(dtype=x.dtype, device=x.device)
+    grid = (torch.arange(h)[:, None] * wp + torch.arange(w)[None, :]).reshape(1, -1).to(x.device)
+    acc = out.view(n * c, h * w)
+    for t in range(width):
+        if not bool(alive[:, t].any()):
+            break
+        acc.addcmul_(flat.gather(1, base[:, t : t + 1] + grid), weights[:, t : t + 1])
+    return out

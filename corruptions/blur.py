@@ -24,7 +24,6 @@ __all__ = [
     "zoom_blur",
     "gaussian_blur",
     "disk_kernel",
-    "motion_offsets",
     "glass_shuffle",
 ]
 
@@ -219,49 +218,15 @@ def glass_blur(x: Tensor, param: tuple[float, int, int], ctx: Context) -> Tensor
 
 
 # ------------------------------------------------------------------------------------------------- motion blur
-def motion_offsets(
-    radius: float, sigma: float, angle: float, height: int, width: int
-) -> list[tuple[float, int, int]]:
-    """The shift-and-sum kernel of the reference (ImageMagick's motion blur): ``(weight, dy, dx)`` per tap.
-
-    ``2 * ceil(radius) + 1`` taps with one-sided Gaussian weights ``exp(-i^2 / (2 sigma^2))`` (normalised over all
-    taps), tap i shifted by ``-ceil(i * (sin, cos)(angle) - 0.5)``; taps from the first one that would leave the image
-    on are dropped without renormalising, as in the reference.
-    """
-    width_k = 2 * int(math.ceil(radius)) + 1
-    i = np.arange(width_k, dtype=np.float64)
-    k = np.exp(-(i**2) / (2.0 * sigma**2)) / (math.sqrt(2.0 * math.pi) * sigma)
-    k /= k.sum()
-    s, c = math.sin(math.radians(angle)), math.cos(math.radians(angle))
-    taps = []
-    for j in range(width_k):
-        dy = -math.ceil(j * s - 0.5)
-        dx = -math.ceil(j * c - 0.5)
-        if abs(dy) >= height or abs(dx) >= width:
-            break
-        taps.append((float(k[j]), dy, dx))
-    return taps
-
-
 @CORRUPTIONS.register("motion_blur", category="blur", benchmark=True)
 def motion_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
     """Blur along a random direction (angle uniform in [-45, 45) degrees per image); ``param`` = (radius, sigma).
 
-    Each tap shifts the image (edges replicated) and adds it with its weight: ``out[h, w] = sum_i k_i *
-    x[clamp(h - dy_i), clamp(w - dx_i)]``.
+    The reference's shift-and-sum kernel (``_ops.motion_taps``): each tap shifts the image (edges replicated) and
+    adds it with its weight, ``out[h, w] = sum_i k_i * x[clamp(h - dy_i), clamp(w - dx_i)]``.
     """
-    n, c, h, w = x.shape
-    angles = (ctx.rand(1) * 90.0 - 45.0).view(-1).tolist()
-    out = torch.empty_like(x)
-    for i, angle in enumerate(angles):
-        taps = motion_offsets(float(param[0]), float(param[1]), angle, h, w)
-        pad = max(max(abs(dy), abs(dx)) for _, dy, dx in taps)
-        xi = F.pad(x[i : i + 1], (pad, pad, pad, pad), mode="replicate") if pad else x[i : i + 1]
-        acc = torch.zeros_like(x[i : i + 1])
-        for weight, dy, dx in taps:
-            acc.add_(xi[:, :, pad - dy : pad - dy + h, pad - dx : pad - dx + w], alpha=weight)
-        out[i] = acc[0]
-    return out
+    angles = (ctx.rand(1) * 90.0 - 45.0).view(-1)
+    return _ops.motion_blur(x, float(param[0]), float(param[1]), angles)
 
 
 # --------------------------------------------------------------------------------------------------- zoom blur

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._ops import gaussian_blur, rgb_to_gray
+from ._ops import clipped_zoom, gaussian_blur, motion_blur, rgb_to_gray
 from .base import PERTURBATIONS, Context
 from .rng import per_sample_seeds, torch_generator
-from .weather import _clipped_zoom, _motion_blur, spatter
+from .weather import spatter
 
 __all__ = [
     "PERTURBATIONS",
@@ -258,7 +258,7 @@ def _motion_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
     frames = []
     for k in fr.index:
         angles = torch.full((n,), _linear(fr.param["angle"], k), dtype=torch.float64)
-        frames.append(_motion_blur(x, radius, sigma, angles))
+        frames.append(motion_blur(x, radius, sigma, angles))
     return torch.stack(frames, dim=1)
 
 
@@ -271,7 +271,7 @@ def _zoom_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
     by_frame: dict[int, Tensor] = {}
     for j in range(max(fr.index) + 1):
         z = _linear(fr.param["zoom"], j)
-        total = total + (x if z == 1.0 else _clipped_zoom(x, z)[..., :h, :w])
+        total = total + (x if z == 1.0 else clipped_zoom(x, z)[..., :h, :w])
         if j in wanted:
             by_frame[j] = total / (j + 1)
     return torch.stack([by_frame[k] for k in fr.index], dim=1)
@@ -295,14 +295,14 @@ def _snow_seq(x: Tensor, fr: _Frames) -> Tensor:
     sigma_px = sigma * fr.scale
     n, c, h, w = x.shape
     layer = fr.ctx.randn(1, h, w) * scale + loc
-    layer = _clipped_zoom(layer, zoom)
+    layer = clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0, 1)
     gray = x if c == 1 else rgb_to_gray(x)
     base = mix * x + (1 - mix) * torch.maximum(x, gray * 1.5 + 0.5)
     frames = []
     for k in fr.index:
         angles = torch.full((n,), _linear(fr.param["angle"], k), dtype=torch.float64)
-        blurred = _motion_blur(layer, radius_px, sigma_px, angles)
+        blurred = motion_blur(layer, radius_px, sigma_px, angles)
         blurred = ((blurred * 255).round() / 255)[..., :h, :w].to(dtype=x.dtype, device=x.device)
         frames.append(base + blurred + torch.flip(blurred, dims=(-2, -1)))
     return torch.stack(frames, dim=1)

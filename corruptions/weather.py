@@ -30,10 +30,9 @@ import os
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ._ops import gaussian_blur, rgb_to_gray
+from ._ops import clipped_zoom, gaussian_blur, motion_blur, rgb_to_gray
 from .base import CORRUPTIONS, Context
 
 __all__ = ["snow", "frost", "fog", "spatter", "plasma_fractal", "frost_textures"]
@@ -48,78 +47,6 @@ def _luma(x: Tensor, weights: tuple[float, float, float]) -> Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) weighted sum of the RGB channels."""
     w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
-
-
-def _clipped_zoom(x: Tensor, factor: float) -> Tensor:
-    """Zoom into the centre by ``factor`` (bilinear, corners aligned as ``scipy.ndimage.zoom(order=1)``).
-
-    Returns the zoomed centre crop, at least as large as ``x`` (callers crop the top-left (H, W)).
-    """
-    h, w = x.shape[-2:]
-    ch, cw = math.ceil(h / factor), math.ceil(w / factor)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    crop = x[..., top : top + ch, left : left + cw]
-    size = (int(round(ch * factor)), int(round(cw * factor)))
-    if size == (ch, cw):
-        return crop
-    return F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
-
-
-def _motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor:
-    """imagecorruptions' shift-and-sum motion blur, one angle (degrees) per image.
-
-    Tap i (0 <= i < 2 * radius + 1) shifts the image by ``i`` pixels along the angle (rounded as the reference does)
-    with edges replicated, weighted by a one-sided Gaussian normalised over all taps. Taps whose shift leaves the
-    image are dropped (the reference stops there), without renormalising.
-
-    Small images: one batched gather per tap. Large images: shifted windows of an edge-padded copy are added image
-    by image (plain slices, several times faster than gathers once an image has thousands of pixels).
-
-    Shape:
-        x: (N, C, H, W); angles: (N,).
-    """
-    n, c, h, w = x.shape
-    width = 2 * int(radius) + 1
-    taps = torch.arange(width, dtype=torch.float64)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
-    kernel = kernel / kernel.sum()
-    rad = torch.deg2rad(angles.detach().to("cpu", torch.float64))
-    py, px = width * torch.sin(rad), width * torch.cos(rad)
-    hyp = torch.hypot(py, px)
-    dy = -torch.ceil(taps[None, :] * py[:, None] / hyp[:, None] - 0.5).long()  # (N, T)
-    dx = -torch.ceil(taps[None, :] * px[:, None] / hyp[:, None] - 0.5).long()
-    alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), dim=1).bool()
-    out = torch.zeros(n, c, h, w, dtype=x.dtype, device=x.device)
-    if h * w >= 4096:
-        pad = width - 1
-        rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
-        cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
-        xp = x.index_select(2, rows).index_select(3, cols)
-        tops, lefts, live, k = (pad - dy).tolist(), (pad - dx).tolist(), alive.tolist(), kernel.tolist()
-        for i in range(n):
-            oi, xi = out[i], xp[i]
-            for t in range(width):
-                if not live[i][t]:
-                    break
-                y0, x0 = tops[i][t], lefts[i][t]
-                oi.add_(xi[:, y0 : y0 + h, x0 : x0 + w], alpha=k[t])
-        return out
-    # one gather per tap from the edge-padded planes, flattened: tap t of plane p starts at base[p, t]
-    pad = width - 1
-    dy, dx = dy.clamp(-pad, pad), dx.clamp(-pad, pad)
-    rows = torch.arange(-pad, h + pad).clamp_(0, h - 1).to(x.device)
-    cols = torch.arange(-pad, w + pad).clamp_(0, w - 1).to(x.device)
-    wp = w + 2 * pad
-    flat = x.index_select(2, rows).index_select(3, cols).reshape(n * c, -1)
-    base = ((pad - dy) * wp + (pad - dx)).repeat_interleave(c, dim=0).to(x.device)  # (N * C, T)
-    weights = (kernel[None, :] * alive).repeat_interleave(c, dim=0).to(dtype=x.dtype, device=x.device)
-    grid = (torch.arange(h)[:, None] * wp + torch.arange(w)[None, :]).reshape(1, -1).to(x.device)
-    acc = out.view(n * c, h * w)
-    for t in range(width):
-        if not bool(alive[:, t].any()):
-            break
-        acc.addcmul_(flat.gather(1, base[:, t : t + 1] + grid), weights[:, t : t + 1])
-    return out
 
 
 # --------------------------------------------------------------------------------------------- fog
@@ -261,10 +188,10 @@ def snow(x: Tensor, param, ctx: Context) -> Tensor:
     loc, scale, zoom, threshold, radius, sigma, mix = (float(p) for p in param)
     n, c, h, w = x.shape
     layer = ctx.randn(1, h, w) * scale + loc
-    layer = _clipped_zoom(layer, zoom)
+    layer = clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0, 1)
     angles = ctx.rand().cpu().double() * 90.0 - 135.0
-    layer = _motion_blur(layer, int(radius), sigma, angles)
+    layer = motion_blur(layer, int(radius), sigma, angles)
     layer = (layer * 255).round() / 255
     layer = layer[..., :h, :w].to(dtype=x.dtype, device=x.device)
     gray = rgb_to_gray(x)  # cv2.COLOR_RGB2GRAY weights

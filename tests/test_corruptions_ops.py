@@ -19,7 +19,6 @@ from corruptions.blur import (
     disk_kernel,
     glass_shuffle,
     motion_blur,
-    motion_offsets,
     zoom_blur,
 )
 from corruptions.digital import box_resize_matrix, jpeg_compression, nearest_index, pixelate
@@ -110,15 +109,44 @@ def test_glass_shuffle_too_small_is_identity():
     assert torch.equal(glass_shuffle(x, torch.zeros(1, 2, 0, 0, dtype=torch.long), 3), x)
 
 
-def test_motion_offsets_follow_the_reference_kernel():
-    taps = motion_offsets(10, 3, 0.0, 224, 224)
-    assert len(taps) == 21
-    assert [dx for _, _, dx in taps] == [-i for i in range(21)] and all(dy == 0 for _, dy, _ in taps)
+def test_motion_taps_follow_the_reference_kernel():
+    kernel, dy, dx, alive = _ops.motion_taps(10, 3, torch.tensor([0.0]), 224, 224)
+    assert kernel.shape == (21,) and bool(alive.all())
+    assert dx[0].tolist() == [-i for i in range(21)] and dy[0].tolist() == [0] * 21
     weights = np.exp(-(np.arange(21) ** 2) / 18.0)
-    np.testing.assert_allclose([w for w, _, _ in taps], weights / weights.sum(), rtol=1e-12)
+    np.testing.assert_allclose(kernel.numpy(), weights / weights.sum(), rtol=1e-12)
     # taps beyond the image are dropped without renormalising
-    short = motion_offsets(10, 3, 0.0, 224, 8)
-    assert len(short) == 8 and sum(w for w, _, _ in short) < 1.0
+    kernel, _, _, alive = _ops.motion_taps(10, 3, torch.tensor([0.0]), 224, 8)
+    assert int(alive.sum()) == 8 and float(kernel[alive[0]].sum()) < 1.0
+    assert _ops.motion_taps(9.5, 3, torch.tensor([0.0]), 64, 64)[0].numel() == 21  # 2 ceil(r) + 1 taps
+
+
+def _reference_helpers():
+    from corruptions.reference import _load
+
+    return _load().corruptions  # the package's own module (its private helpers live there)
+
+
+@pytest.mark.parametrize("size", [(40, 50), (90, 70)])  # the gather and the slice paths
+@pytest.mark.parametrize(("radius", "sigma"), [(6, 1.5), (15, 8)])
+def test_shared_motion_blur_equals_the_reference(size, radius, sigma):
+    ref = _reference_helpers()
+    x = _rand(3, 1, *size, seed=4)
+    angles = torch.tensor([-45.0, 13.7, -100.0], dtype=torch.float64)
+    ours = _ops.motion_blur(x, radius, sigma, angles)
+    for i, angle in enumerate(angles.tolist()):
+        want = ref._motion_blur(x[i, 0].double().numpy(), radius=radius, sigma=sigma, angle=angle)
+        np.testing.assert_allclose(ours[i, 0].numpy(), want, atol=2e-6)
+
+
+def test_shared_clipped_zoom_equals_the_reference():
+    ref = _reference_helpers()
+    x = _rand(1, 1, 37, 37, seed=5)
+    for factor in (1.0, 1.3, 2.5):
+        ours = _ops.clipped_zoom(x, factor)
+        want = ref.clipped_zoom(x[0, 0].double().numpy()[..., None], factor)[..., 0]
+        assert ours.shape[-2:] == want.shape
+        np.testing.assert_allclose(ours[0, 0].numpy(), want, atol=1e-5)
 
 
 def test_motion_blur_of_constant_image_is_constant():
