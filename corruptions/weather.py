@@ -12,7 +12,8 @@ Each follows the published recipe (ImageNet-C / CIFAR-10-C, and imagecorruptions
   CIFAR-10-C rule); a texture smaller than the image is enlarged 1.1x beyond covering it, as imagecorruptions does.
 - snow: a Gaussian snow layer, zoomed, thresholded, motion-blurred along a random angle in [-135, -45) degrees with
   the shift-and-sum kernel of imagecorruptions (a one-sided Gaussian over ``2 * radius + 1`` taps, edges
-  replicated; ``_ops.motion_blur``, shared with the motion_blur corruption), rounded to 8 bits and added twice (the second copy rotated 180 degrees) to a brightened image.
+  replicated; ``_ops.motion_blur``, shared with the motion_blur corruption), rounded to 8 bits and added twice
+  (the second copy rotated 180 degrees) to a brightened image.
 - spatter: a Gaussian liquid layer, smoothed and thresholded; rain (mode 0) is shaped by an edge-distance map
   computed per image with OpenCV (Canny, distance transform, histogram equalisation), mud (mode 1) is a smoothed
   mask, all in torch.
