@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
 
 data:
@@ -51,6 +51,8 @@ bench: install data
 	$(PY) benchmarks/pooling.py
 	$(PY) benchmarks/corruptions.py
 	$(PY) benchmarks/evaluate.py
+	$(PY) benchmarks/parity.py
+	$(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
