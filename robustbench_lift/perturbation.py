@@ -651,11 +651,29 @@ def aggregate_perturbations(
             bfp = np.stack([base[p][0] for p in tests])
             btd = np.stack([base[p][1] for p in tests])
             for metric, a, bv, what in (("mfr", fps, bfp, "mFR"), ("mt5d_normalised", tds, btd, "mT5D")):
-                if (bv.mean(axis=1) == 0).any():
+                # A perturbation on which the baseline never flips has no ratio: average over the others and
+                # say which were left out, rather than dropping the whole aggregate.
+                keep = bv.mean(axis=1) > 0
+                if not keep.any():
                     log.warning(
-                        "baseline %r has a zero denominator at difficulty %d: no %s row", baseline, d, metric
+                        "baseline %r has a zero denominator for every perturbation at difficulty %d: no %s row",
+                        baseline,
+                        d,
+                        metric,
                     )
                     continue
+                dropped = [p for p, k in zip(tests, keep) if not k]
+                note = ""
+                if dropped:
+                    log.warning(
+                        "baseline %r is 0 for %s at difficulty %d: %s averages the other perturbations",
+                        baseline,
+                        ", ".join(dropped),
+                        d,
+                        metric,
+                    )
+                    note = f", excluding {', '.join(dropped)} (the baseline's value is 0 there)"
+                a, bv = a[keep], bv[keep]
                 rows.append(
                     _row(
                         info,
@@ -667,7 +685,7 @@ def aggregate_perturbations(
                         _ci(_mean_ratio_stat, [a, bv], boot, seed),
                         nn_,
                         f"{what} normalised by baseline model {baseline!r} (= 100), mean of per-perturbation "
-                        f"ratios {scope}; {spec.name}, difficulty {d}",
+                        f"ratios {scope}{note}; {spec.name}, difficulty {d}",
                     )
                 )
     return rows

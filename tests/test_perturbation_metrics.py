@@ -103,6 +103,24 @@ def test_aggregate_fr_mfr_and_derived_strides():
         aggregate_perturbations({"max": base}, "avg")
 
 
+def test_mfr_leaves_out_perturbations_where_the_baseline_never_flips():
+    base = {
+        ("translate", 1): _arrays(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 1]])),  # FP .625
+        ("rotate", 1): _arrays(np.zeros((2, 5), dtype=np.int64)),  # the baseline never flips: no FR
+    }
+    model = {
+        ("translate", 1): _arrays(np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]])),  # FP .125 -> FR 20
+        ("rotate", 1): _arrays(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]])),  # FP (1 + 0) / 2 = .5
+    }
+    rows = aggregate_perturbations({"max": base, "lift": model}, "max", n_boot=20)
+    by = {(r["model"], r["corruption"], r["metric"]): r for r in rows if r["severity"] == 1}
+    assert ("lift", "rotate", "fr") not in by
+    mfr = by[("lift", "all", "mfr")]
+    assert mfr["value"] == pytest.approx(20.0)
+    assert "excluding rotate" in mfr["protocol"]
+    assert by[("lift", "all", "mfp")]["value"] == pytest.approx((0.125 + 0.5) / 2)
+
+
 class _BrightnessClassifier(nn.Module):
     """Class = mean brightness in [0, 1] binned into 4 classes (logits peak at the nearest bin centre)."""
 
