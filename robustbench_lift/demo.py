@@ -47,6 +47,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .fileio import atomic_write_bytes
+from .store import ConfigMismatchError
+
 __all__ = [
     "ARCH",
     "BASELINE_POOLING",
@@ -303,9 +306,9 @@ def _clear(out: Path) -> None:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(
+        path, (json.dumps(data, indent=2, allow_nan=False, default=str) + "\n").encode("utf-8")
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -512,21 +515,27 @@ def run_demo(
         state["status"] = "evaluating"
         _write_json(settings_path, state)
         t0 = time.perf_counter()
-        evaluated = evaluate(
-            [result.checkpoints[p] for p in poolings],
-            dataset,
-            suites,
-            out=run_dir,
-            limit=prof.limit,
-            batch_size=256,
-            device=dev,
-            seed=prof.seed,
-            names=poolings,
-            baseline=identity["baseline"],
-            n_boot=prof.n_boot,
-            progress=bool(progress) if progress is not None else _stderr_is_terminal(),
-            command=["robustbench-lift", "demo", "--profile", prof.name],
-        )
+        try:
+            evaluated = evaluate(
+                [result.checkpoints[p] for p in poolings],
+                dataset,
+                suites,
+                out=run_dir,
+                limit=prof.limit,
+                batch_size=256,
+                device=dev,
+                seed=prof.seed,
+                names=poolings,
+                baseline=identity["baseline"],
+                n_boot=prof.n_boot,
+                progress=bool(progress) if progress is not None else _stderr_is_terminal(),
+                command=["robustbench-lift", "demo", "--profile", prof.name],
+            )
+        except ConfigMismatchError as exc:
+            raise ValueError(
+                f"{exc}\nThe demo's run in {run_dir} was made with other settings or another version of the "
+                "corruption suites; re-run the demo with --restart to start over"
+            ) from exc
         result.timings["evaluate"] = time.perf_counter() - t0
         result.cells_run, result.cells_reused = evaluated.cells_run, evaluated.cells_skipped
         log.info(
@@ -579,23 +588,9 @@ def _write_report(
     from .report import write_report
 
     report_dir.mkdir(parents=True, exist_ok=True)
-    gallery = _draw_gallery(report_dir, dataset, prof.seed)
     title = (
         f"robustbench-lift demo: {' vs '.join(poolings)} pooling on Fashion-MNIST "
         f"({ARCH}, {prof.epochs} epoch(s), {prof.limit} test images)"
     )
-    written = write_report([run_dir], report_dir, title=title, gallery=gallery, make_gallery=gallery is None)
+    written = write_report([run_dir], report_dir, title=title)  # the gallery is drawn from the run's dataset
     return report_dir, list(written.notes)
-
-
-def _draw_gallery(report_dir: Path, dataset: str, seed: int) -> Path | None:
-    """One test image under every corruption at severities 1..5, as ``report_dir/gallery.png``."""
-    from .report.plots import gallery_from_dataset, save_figure
-
-    try:
-        fig = gallery_from_dataset(dataset, "cifar10-c", seed=seed)
-    except (ImportError, ValueError, FileNotFoundError) as exc:
-        log.warning("no corruption gallery: %s", exc)
-        return None
-    save_figure(fig, report_dir, "gallery", formats=("png",))
-    return report_dir / "gallery.png"
