@@ -880,6 +880,7 @@ def aggregate_corruption_suite(
         corrs = list(dict.fromkeys(c for c, _ in cells))
         ce_of: dict[str, tuple[np.ndarray, str]] = {}
         rce_of: dict[str, tuple[np.ndarray, str]] = {}
+        undefined: dict[str, list[str]] = {}
         for c in corrs:
             sevs = [s for cc, s in cells if cc == c]
             table = np.stack([E(model, (c, s)) for s in sevs])  # (S, 1 + B)
@@ -891,18 +892,21 @@ def aggregate_corruption_suite(
                 table.mean(axis=0),
                 f"mean top-1 error over severities {sevs}",
             )
-            ce = _corruption_ce(model, c, sevs, mine, found, baseline, E, name == "imagenet-c")
-            if ce is not None:
-                v, norm, used = ce
-                add(model, c, ALL_SEVERITIES, "ce", v, f"CE, {norm}{_sev_note(used, sevs)}")
-                ce_of[c] = (v, norm)
-            rce = _corruption_ce(
-                model, c, sevs, mine, found, baseline, E, name == "imagenet-c", relative=True
-            )
-            if rce is not None:
-                v, norm, used = rce
-                add(model, c, ALL_SEVERITIES, "relative_ce", v, f"relative CE, {norm}{_sev_note(used, sevs)}")
-                rce_of[c] = (v, norm)
+            # A ratio whose point estimate is undefined (the normaliser's denominator is zero or, for relative
+            # CE, the normaliser's error does not grow) gets no row, and the means below leave it out by name.
+            for metric, relative, store in (("ce", False, ce_of), ("relative_ce", True, rce_of)):
+                res = _corruption_ce(
+                    model, c, sevs, mine, found, baseline, E, name == "imagenet-c", relative=relative
+                )
+                if res is None:
+                    continue
+                v, norm, used = res
+                if not math.isfinite(float(v[0])):
+                    undefined.setdefault(metric, []).append(c)
+                    continue
+                label = "CE" if metric == "ce" else "relative CE"
+                add(model, c, ALL_SEVERITIES, metric, v, f"{label}, {norm}{_sev_note(used, sevs)}")
+                store[c] = (v, norm)
         for scope, group in (("benchmark", benchmark), ("held_out", held_out)):
             members = [c for c in corrs if c in group]
             if not members:
@@ -920,12 +924,27 @@ def aggregate_corruption_suite(
                 else f"mean corruption error: unnormalised mean of top-1 error over the evaluated {label} cells"
             )
             add(model, scope, ALL_SEVERITIES, "mean_corruption_error", table.mean(axis=0), mce_proto + part)
-            for metric, source in (("mce", ce_of), ("relative_mce", rce_of)):
-                if not all(c in source for c in members):
+            for metric, per, source in (("mce", "ce", ce_of), ("relative_mce", "relative_ce", rce_of)):
+                skipped = [c for c in members if c in undefined.get(per, ())]
+                used = [c for c in members if c in source]
+                if not used or len(used) + len(skipped) < len(members):
                     continue
-                norms = {source[c][1] for c in members}
-                v = np.stack([source[c][0] for c in members]).mean(axis=0)
-                add(model, scope, ALL_SEVERITIES, metric, v, _mce_protocol(metric, norms, baseline) + part)
+                norms = {source[c][1] for c in used}
+                v = np.stack([source[c][0] for c in used]).mean(axis=0)
+                why = "is 0" if per == "ce" else "does not grow under the corruption"
+                note = (
+                    f" (excluding {', '.join(skipped)}: the normaliser's error {why} there)"
+                    if skipped
+                    else ""
+                )
+                add(
+                    model,
+                    scope,
+                    ALL_SEVERITIES,
+                    metric,
+                    v,
+                    _mce_protocol(metric, norms, baseline) + part + note,
+                )
     if baseline is not None:
         for model in found:
             if model == baseline:

@@ -187,10 +187,17 @@ def alexnet_table(
     return np.array([[ALEXNET_ERRORS[c][s - 1] for s in severities] for c in names], dtype=np.float64)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, what: str) -> np.ndarray | float:
+#: Denominators this close to zero are float residue of equal error sums (errors are multiples of 1/n_images).
+_ZERO = 1e-9
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, what: str, *, positive: bool = False) -> np.ndarray | float:
+    """``100 * num / den``; ValueError where ``den`` is zero (or, with ``positive``, not above zero)."""
     den = np.asarray(den, dtype=np.float64)
-    if np.any(den == 0):
-        raise ValueError(f"{what}: the baseline's denominator is zero, the ratio is undefined")
+    bad = den <= _ZERO if positive else np.abs(den) <= _ZERO
+    if np.any(bad):
+        why = "not positive (the baseline's error does not grow)" if positive else "zero"
+        raise ValueError(f"{what}: the baseline's denominator is {why}, the ratio is undefined")
     out = 100.0 * np.asarray(num, dtype=np.float64) / den
     return float(out) if out.ndim == 0 else out
 
@@ -210,7 +217,11 @@ def corruption_error(errors_model: Any, errors_base: Any) -> np.ndarray | float:
 
 
 def relative_ce(errors_model: Any, clean_model: Any, errors_base: Any, clean_base: Any) -> np.ndarray | float:
-    """Relative CE = 100 * sum_s (E(f, c, s) - E(f, clean)) / sum_s (E(base, c, s) - E(base, clean))."""
+    """Relative CE = 100 * sum_s (E(f, c, s) - E(f, clean)) / sum_s (E(base, c, s) - E(base, clean)).
+
+    Undefined (ValueError) when the baseline's error does not grow under the corruption (denominator <= 0): the
+    ratio would flip sign or explode, so it is reported as missing rather than as a number.
+    """
     m = np.asarray(errors_model, dtype=np.float64)
     b = np.asarray(errors_base, dtype=np.float64)
     if m.ndim == 0 or b.ndim == 0:
@@ -219,7 +230,7 @@ def relative_ce(errors_model: Any, clean_model: Any, errors_base: Any, clean_bas
         raise ValueError(f"model has {m.shape[0]} severities, baseline {b.shape[0]}")
     cm = np.asarray(clean_model, dtype=np.float64)
     cb = np.asarray(clean_base, dtype=np.float64)
-    return _ratio((m - cm).sum(axis=0), (b - cb).sum(axis=0), "relative_ce")
+    return _ratio((m - cm).sum(axis=0), (b - cb).sum(axis=0), "relative_ce", positive=True)
 
 
 def _base_table(errors_base: ErrorTable, corruptions: Sequence[str] | None, like: np.ndarray) -> np.ndarray:

@@ -316,6 +316,41 @@ def test_aggregation_against_hand_computed_values():
     assert list(table["model"]) == ["a", "b"]
 
 
+def test_relative_mce_leaves_out_corruptions_where_the_baseline_is_not_degraded():
+    # baseline "a": fog raises its error (relative CE defined); contrast does not (its error equals the clean error,
+    # a denominator of float residue that once gave relative CEs of 1e16)
+    n = 20
+    a = _cells_for(
+        "a", {("fog", 1): 6, ("fog", 2): 8, ("contrast", 1): 3, ("contrast", 2): 3}, n, clean_wrong=3
+    )
+    b = _cells_for(
+        "b", {("fog", 1): 4, ("fog", 2): 6, ("contrast", 1): 5, ("contrast", 2): 7}, n, clean_wrong=2
+    )
+    for cells in (a, b):
+        for spec, _, _ in cells.values():
+            if spec["kind"] == "corruption":
+                spec["suite"] = "cifar10-c"
+    data = AggregateInput(
+        cells={"a": a, "b": b},
+        models={"a": {"pooling": "max", "arch": "x"}, "b": {"pooling": "lift", "arch": "x"}},
+        model_order=["a", "b"],
+        baseline="a",
+        seed=0,
+        n_boot=100,
+    )
+    rows = aggregate_corruption_suite("cifar10-c", {}, data)
+    get = {(r["model"], r["corruption"], r["severity"], r["metric"]): r for r in rows}
+    assert ("b", "contrast", 0, "relative_ce") not in get
+    rel_fog = 100 * ((4 - 2) + (6 - 2)) / ((6 - 3) + (8 - 3))
+    assert get[("b", "fog", 0, "relative_ce")]["value"] == pytest.approx(rel_fog)
+    rmce = get[("b", "benchmark", 0, "relative_mce")]
+    assert rmce["value"] == pytest.approx(rel_fog)
+    assert "excluding contrast" in rmce["protocol"]
+    # plain CE is defined for both and averages both
+    assert "excluding" not in get[("b", "benchmark", 0, "mce")]["protocol"]
+    assert all(abs(r["value"]) < 1e6 for r in rows if math.isfinite(r["value"]))
+
+
 def test_pregenerated_set_reads_cells(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "c10c"

@@ -86,7 +86,7 @@ def test_corruption_error_and_relative_ce_hand_values() -> None:
     assert corruption_error([0.2, 0.4], [0.4, 0.6]) == pytest.approx(60.0)
     # (0.2 + 0.4) / (0.3 + 0.5) with clean errors 0.1 (model) and 0.2 (base)
     assert relative_ce([0.3, 0.5], 0.1, [0.5, 0.7], 0.2) == pytest.approx(75.0)
-    with pytest.raises(ValueError, match="denominator is zero"):
+    with pytest.raises(ValueError, match="ratio is undefined"):
         relative_ce([0.3, 0.5], 0.1, [0.2, 0.2], 0.2)
     with pytest.raises(ValueError, match="2 severities, baseline 3"):
         corruption_error([0.2, 0.4], [0.4, 0.6, 0.7])
@@ -297,3 +297,13 @@ def test_bootstrap_is_vectorised_fast_for_a_full_benchmark() -> None:
     elapsed = time.perf_counter() - start
     assert r.low < r.estimate < r.high
     assert elapsed < 20.0, f"bootstrap took {elapsed:.1f} s"
+
+
+def test_relative_ce_is_undefined_when_the_baseline_is_not_degraded():
+    # equal error sums leave float residue (~1e-17), not an exact zero: still undefined, never a ratio of 1e16
+    base = [0.12 + 0.01, 0.13 - 0.01]
+    with pytest.raises(ValueError, match="does not grow"):
+        relative_ce([0.2, 0.3], 0.1, base, 0.125)
+    with pytest.raises(ValueError, match="does not grow"):  # the baseline improves under the corruption
+        relative_ce([0.2, 0.3], 0.1, [0.05, 0.05], 0.125)
+    assert relative_ce([0.2, 0.3], 0.1, [0.2, 0.25], 0.1) == pytest.approx(100 * 0.3 / 0.25)
