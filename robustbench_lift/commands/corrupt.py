@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from robustbench_lift.commands._args import parse_ints, parse_list, positive_int
 from robustbench_lift.fileio import atomic_dir, atomic_path, atomic_write_bytes
 
 __all__ = [
@@ -63,32 +64,6 @@ class _Dataset(Protocol):
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _parse_list(text: str) -> list[str]:
-    items = [s.strip() for s in text.split(",")]
-    if not items or any(not s for s in items):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _parse_ints(text: str) -> list[int]:
-    out: list[int] = []
-    for item in _parse_list(text):
-        lo, sep, hi = item.partition("-")
-        try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(item)])
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected integers like 1,3,5 or 1-5, got {text!r}") from None
-    return out
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -425,21 +400,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--suite", default="cifar10-c", help="corruption suite: cifar10-c (default) or imagenet-c")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--corruptions", type=_parse_list, default=None, help="comma-separated (default: the whole suite)"
+        "--corruptions", type=parse_list, default=None, help="comma-separated (default: the whole suite)"
     )
     p.add_argument(
-        "--severities", type=_parse_ints, default=[1, 2, 3, 4, 5], help="e.g. 1,3,5 or 1-5 (default)"
+        "--severities", type=parse_ints, default=[1, 2, 3, 4, 5], help="e.g. 1,3,5 or 1-5 (default)"
     )
-    p.add_argument("--limit", type=_positive, default=None, help="only the first N images")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--format", choices=FORMATS, default=None, help="default: npy for cifar10-c, jpeg-folders otherwise"
     )
     p.add_argument(
-        "--image-size", type=_positive, default=None, help="resize + centre-crop imagefolder images"
+        "--image-size", type=positive_int, default=None, help="resize + centre-crop imagefolder images"
     )
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--backend", choices=["torch", "reference"], default="torch")
     p.add_argument("--gallery", default=None, metavar="PNG", help="also write a gallery of the first image")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")

@@ -16,17 +16,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from ._args import positive_int
+
 __all__ = ["register", "run"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,24 +47,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder (default: reports/demo, reports/demo-quick with --quick, reports/ci-gate with ci)",
     )
-    p.add_argument("--epochs", type=_positive, default=None, metavar="N", help="training epochs per model")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="training epochs per model")
     p.add_argument(
         "--limit",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="evaluate on a seeded subset of N test images",
     )
     p.add_argument(
         "--limit-train",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="train on a seeded subset of N images",
     )
     p.add_argument("--seed", type=int, default=None, help="seed of training and evaluation (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)"
+    )
     p.add_argument(
         "--dataset",
         default="fashion-mnist",

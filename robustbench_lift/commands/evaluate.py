@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..cli import UsageError
+from ._args import non_negative_int, parse_floats, parse_ints, parse_list, positive_int
 
 __all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
 
@@ -29,53 +30,6 @@ __all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
 #: ``EXTRA_KWARGS`` (``fn(args) -> dict``).
 EXTRA_OPTIONS: list[Callable[[argparse.ArgumentParser], None]] = []
 EXTRA_KWARGS: list[Callable[[argparse.Namespace], dict[str, Any]]] = []
-
-
-def parse_list(text: str) -> list[str]:
-    """``"a,b, c"`` -> ``["a", "b", "c"]``; empty entries are an error."""
-    items = [s.strip() for s in text.split(",")]
-    if not items or any(not s for s in items):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def parse_ints(text: str) -> list[int]:
-    """``"1,3,5"`` or ``"1-5"`` -> a list of integers."""
-    out: list[int] = []
-    for item in parse_list(text):
-        lo, sep, hi = item.partition("-")
-        try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(item)])
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected integers like 1,3,5 or 1-5, got {text!r}") from None
-    return out
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in parse_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,0.5,0.5, got {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -99,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--clean-dataset", default=None, metavar="SPEC", help="clean images for a pre-generated -C set"
     )
     data.add_argument(
-        "--limit", type=_positive, default=None, metavar="N", help="a seeded random subset of N images"
+        "--limit", type=positive_int, default=None, metavar="N", help="a seeded random subset of N images"
     )
     data.add_argument(
         "--strict", action="store_true", help="unreadable image files are fatal instead of skipped"
@@ -134,16 +88,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     models.add_argument(
         "--pool", default=None, help="pooling of an external state_dict (swapped in when given)"
     )
-    models.add_argument("--num-classes", type=_positive, default=None, metavar="K")
-    models.add_argument("--in-channels", type=_positive, default=None, metavar="C")
+    models.add_argument("--num-classes", type=positive_int, default=None, metavar="K")
+    models.add_argument("--in-channels", type=positive_int, default=None, metavar="C")
     models.add_argument(
         "--input-size", type=parse_ints, default=None, metavar="H[,W]", help="override input size"
     )
     models.add_argument(
-        "--mean", type=_floats, default=None, metavar="M[,M,M]", help="override normalisation mean"
+        "--mean", type=parse_floats, default=None, metavar="M[,M,M]", help="override normalisation mean"
     )
     models.add_argument(
-        "--std", type=_floats, default=None, metavar="S[,S,S]", help="override normalisation std"
+        "--std", type=parse_floats, default=None, metavar="S[,S,S]", help="override normalisation std"
     )
     models.add_argument(
         "--trust-pickle", action="store_true", help="allow full pickles (runs code from the file)"
@@ -153,16 +107,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--out", required=True, metavar="DIR", help="run directory (a bare NAME means reports/NAME)"
     )
     run_.add_argument("--new-run", action="store_true", help="discard what DIR holds instead of resuming")
-    run_.add_argument("--batch-size", type=_positive, default=128, metavar="B")
+    run_.add_argument("--batch-size", type=positive_int, default=128, metavar="B")
     run_.add_argument("--device", default="cpu")
-    run_.add_argument("--workers", type=_non_negative, default=0, metavar="W", help="data-loading processes")
+    run_.add_argument(
+        "--workers", type=non_negative_int, default=0, metavar="W", help="data-loading processes"
+    )
     run_.add_argument("--seed", type=int, default=0)
     run_.add_argument(
         "--amp", nargs="?", const="bf16", default=None, choices=("bf16", "fp16"), help="CUDA autocast"
     )
     run_.add_argument("--channels-last", action="store_true")
     run_.add_argument(
-        "--n-boot", type=_non_negative, default=1000, metavar="B", help="bootstrap resamples for CIs"
+        "--n-boot", type=non_negative_int, default=1000, metavar="B", help="bootstrap resamples for CIs"
     )
     run_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run_.add_argument(

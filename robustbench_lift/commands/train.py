@@ -19,28 +19,9 @@ import json
 from typing import Any
 
 from ..cli import UsageError
+from ._args import non_negative_int, positive_int
 
 __all__ = ["register", "run", "parse_options"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -78,15 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset", required=True, help="dataset spec, e.g. fashion-mnist, cifar10:ROOT (train split)"
     )
-    p.add_argument("--epochs", required=True, type=_positive, help="total number of epochs")
+    p.add_argument("--epochs", required=True, type=positive_int, help="total number of epochs")
     p.add_argument(
         "--out", required=True, help="last checkpoint (.safetensors); best and resume state go next to it"
     )
     p.add_argument("--val-dataset", default=None, help="validation spec (default: the dataset's test split)")
     p.add_argument(
-        "--holdout", type=_non_negative_int, default=0, help="validate on N held-out training images instead"
+        "--holdout", type=non_negative_int, default=0, help="validate on N held-out training images instead"
     )
-    p.add_argument("--batch-size", type=_positive, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="SGD (momentum, Nesterov) or AdamW")
     p.add_argument(
         "--lr", type=float, default=None, help="peak learning rate (default: 0.05 SGD, 2e-3 AdamW)"
@@ -97,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up, then cosine decay")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument(
-        "--crop-padding", type=_non_negative_int, default=4, help="random-crop padding (0: no crops)"
+        "--crop-padding", type=non_negative_int, default=4, help="random-crop padding (0: no crops)"
     )
     p.add_argument(
         "--flip",
@@ -112,9 +93,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_false",
         help="allow nondeterministic algorithms",
     )
-    p.add_argument("--limit-train", type=_positive, default=None, help="train on a seeded subset of N images")
     p.add_argument(
-        "--limit-val", type=_positive, default=None, help="validate on a seeded subset of N images"
+        "--limit-train", type=positive_int, default=None, help="train on a seeded subset of N images"
+    )
+    p.add_argument(
+        "--limit-val", type=positive_int, default=None, help="validate on a seeded subset of N images"
     )
     p.add_argument(
         "--model-opt", action="append", metavar="KEY=VALUE", help="architecture option, e.g. stem=imagenet"
@@ -123,11 +106,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--pool-opt", action="append", metavar="KEY=VALUE", help="pooling option, e.g. kernel_size=3 (lift)"
     )
     p.add_argument(
-        "--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument(
-        "--image-size", type=_positive, default=None, help="resize + centre-crop imagefolder images"
+        "--image-size", type=positive_int, default=None, help="resize + centre-crop imagefolder images"
     )
     p.add_argument("--download", action="store_true", help="download CIFAR / (Fashion-)MNIST when missing")
     p.add_argument("--restart", action="store_true", help="ignore an existing resume state and start over")
