@@ -1168,6 +1168,13 @@ def load_models(
             entry.name = _safe_name(entry.name)
         if entry.in_channels is None:
             entry.in_channels = _first_conv_channels(entry.model)
+        if entry.mean is None and entry.format != "module":
+            log.warning(
+                "model %r records no input normalisation: images go in as [0, 1] without it; pass --mean/--std "
+                "if it was trained with one (torchvision's ImageNet weights: --mean 0.485,0.456,0.406 "
+                "--std 0.229,0.224,0.225)",
+                entry.name,
+            )
         entries.append(entry)
     seen: dict[str, int] = {}
     for entry in entries:

@@ -93,11 +93,13 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, checkpoint):
     assert manifest["sessions"][0]["versions"]["torch"] == torch.__version__
 
 
-def test_torchvision_state_dict_end_to_end(tmp_path, torchvision_state_dict, capsys):
+def test_torchvision_state_dict_end_to_end(tmp_path, torchvision_state_dict, capsys, caplog):
     argv = ["evaluate", str(torchvision_state_dict), "--arch", "torchvision:resnet18", "--num-classes", "10"]
     argv += ["--dataset", "fashion-mnist", "--corruptions", "brightness", "--severities", "2", "--limit", "8"]
     argv += ["--no-progress", "--n-boot", "20", "--out", str(tmp_path / "tv")]
     assert main(argv) == 0
+    # a bare state_dict says nothing about normalisation: the user is told, with the flags to pass
+    assert "records no input normalisation" in caplog.text and "--mean" in caplog.text
     out = capsys.readouterr().out
     assert "resnet18" in out and "clean_err" in out and "mCE" in out
     df = RunStore(tmp_path / "tv").read_results()
