@@ -28,14 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+if __name__ == "__main__":  # run as a script: make the project importable (see _setup.py)
+    import _setup  # noqa: F401
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this folder comes first on sys.path, where benchmarks/corruptions.py would shadow the
-# ``corruptions`` package: look modules up from the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from corruptions.api import corrupt, list_corruptions  # noqa: E402
 from corruptions.suites import SuiteSizeWarning  # noqa: E402

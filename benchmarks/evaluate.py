@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__":  # run as a script: make the project importable (see _setup.py)
+    import _setup  # noqa: F401
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corruptions.api import list_corruptions  # noqa: E402
 from robustbench_lift.data import FASHION_MNIST_ROOT, ArrayDataset, Normalize, open_dataset, prepare_batch  # noqa: E402

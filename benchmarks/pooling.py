@@ -20,6 +20,8 @@ import sys
 import time
 from collections.abc import Callable
 
+if __name__ == "__main__":  # run as a script: make the project importable (see _setup.py)
+    import _setup  # noqa: F401
 import torch
 
 from robustbench_lift.lift import lifting_loss

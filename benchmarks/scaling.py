@@ -35,15 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__":  # run as a script: make the project importable (see _setup.py)
+    import _setup  # noqa: F401
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this folder comes first on sys.path (and Ray copies the driver's path to its workers), where
-# benchmarks/corruptions.py would shadow the ``corruptions`` package: look modules up from the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from robustbench_lift.data import ArrayDataset  # noqa: E402
 from robustbench_lift.evaluate import evaluate  # noqa: E402
