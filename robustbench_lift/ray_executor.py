@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import io
 import logging
 import math
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluate import PLUGIN_MODULES, CellResult, CellSpec, EvalContext, ModelEntry, select_indices
+from .evaluate import CellResult, CellSpec, EvalContext, ModelEntry, _load_plugins, select_indices
 
 __all__ = [
     "RayExecutor",
@@ -278,16 +277,6 @@ def _open_context(payload: _DataPayload) -> EvalContext:
         dataset = open_dataset(ctx.dataset_spec, image_size=payload.image_size, strict=ctx.strict)
         ctx = dataclasses.replace(ctx, dataset=dataset)
     return ctx
-
-
-def _load_plugins() -> None:
-    """Import the evaluator's plug-in modules, so that their suite kinds (perturbations, probes) are registered."""
-    for module in PLUGIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
 
 
 def _run_task(
