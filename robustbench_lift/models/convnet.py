@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
-
-from robustbench_lift.models import PoolLayer, init_weights, register_model
+from robustbench_lift.models import PoolLayer, register_model
+from robustbench_lift.models._stack import VGG, conv_bn_relu
 
 __all__ = ["ConvNet", "conv_bn_relu"]
 
 
-def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3) -> list[nn.Module]:
-    """A stride-1 ``conv -> BN -> ReLU`` triple ('same' padding, no conv bias)."""
-    return [
-        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    ]
-
-
-class ConvNet(nn.Module):
+class ConvNet(VGG):
     """``len(widths)`` stages of ``convs_per_stage`` conv-BN-ReLU blocks, each stage ending in a 2x pool.
+
+    The same plain stack as :class:`VGG` (a VGG config generated from ``widths``), then global average pooling and
+    a linear classifier.
 
     Args:
         pool_layer: ``pool_layer(channels)`` makes the downsampling module.
@@ -48,30 +41,14 @@ class ConvNet(nn.Module):
         convs_per_stage: int = 2,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
         if isinstance(convs_per_stage, bool) or not isinstance(convs_per_stage, int) or convs_per_stage < 1:
             raise ValueError(f"convs_per_stage must be a positive int, got {convs_per_stage!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        layers: list[nn.Module] = []
-        ch = in_channels
-        for width in widths:
-            for _ in range(convs_per_stage):
-                layers += conv_bn_relu(ch, width)
-                ch = width
-            layers.append(pool_layer(ch))
-        self.features = nn.Sequential(*layers)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(ch, num_classes)
-        self.default_input_size = (32, 32)
-        init_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.global_pool(self.features(x)).flatten(1)
-        return self.classifier(self.dropout(x))
+        config = [item for w in widths for item in [*([w] * convs_per_stage), "P"]]
+        super().__init__(
+            pool_layer, config, num_classes=num_classes, in_channels=in_channels, dropout=dropout
+        )
 
 
 @register_model("convnet", family="convnet")
