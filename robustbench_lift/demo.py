@@ -550,7 +550,7 @@ def run_demo(
 
         if report:
             t0 = time.perf_counter()
-            result.report_dir, notes = _write_report(out_dir / "report", run_dir, dataset, prof, poolings)
+            result.report_dir, notes = _write_report(out_dir / "report", run_dir, prof, poolings)
             result.notes += notes
             result.timings["report"] = time.perf_counter() - t0
 
@@ -583,7 +583,7 @@ def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _write_report(
-    report_dir: Path, run_dir: Path, dataset: str, prof: DemoProfile, poolings: Sequence[str]
+    report_dir: Path, run_dir: Path, prof: DemoProfile, poolings: Sequence[str]
 ) -> tuple[Path, list[str]]:
     from .report import write_report
 
