@@ -34,7 +34,7 @@ import torch
 
 from corruptions.api import list_corruptions  # noqa: E402
 from robustbench_lift.data import FASHION_MNIST_ROOT, ArrayDataset, Normalize, open_dataset, prepare_batch  # noqa: E402
-from robustbench_lift.evaluate import evaluate, load_models, select_indices  # noqa: E402
+from robustbench_lift.evaluation import evaluate, load_models, select_indices  # noqa: E402
 from robustbench_lift.models import build_model  # noqa: E402
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from robustbench_lift.data import ArrayDataset  # noqa: E402
-from robustbench_lift.evaluate import evaluate  # noqa: E402
+from robustbench_lift.evaluation import evaluate  # noqa: E402
 from robustbench_lift.models import build_model  # noqa: E402
 from robustbench_lift.store import RunStore  # noqa: E402
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import ray
 
-        from robustbench_lift.ray_executor import RayExecutor
+        from robustbench_lift.evaluation.executors.ray import RayExecutor
     except ImportError:
         print("this benchmark needs Ray: pip install 'robustbench-lift[ray]'", file=sys.stderr)
         return 2

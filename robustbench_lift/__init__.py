@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     # data, evaluation
     "open_dataset": "robustbench_lift.data",
     "list_datasets": "robustbench_lift.data",
-    "evaluate": "robustbench_lift.evaluate",
+    "evaluate": "robustbench_lift.evaluation",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -10,7 +10,7 @@
 on one seeded subset of the test split (the same images for every model and cell, so comparisons are paired), with
 the max-pool model as the baseline of every normalised number (mCE = 100, mFR = 100), and writes the comparative
 report. Everything goes through the library's own entry points: :func:`robustbench_lift.train.train`,
-:func:`robustbench_lift.evaluate.evaluate` and :func:`robustbench_lift.report.write_report`.
+:func:`robustbench_lift.evaluation.evaluate` and :func:`robustbench_lift.report.write_report`.
 
 Layout of the output folder (default ``reports/demo``)::
 
@@ -412,7 +412,7 @@ def run_demo(
         FileNotFoundError: Fashion-MNIST is not installed (the message gives the install command).
         ValueError: bad arguments, or ``out`` holds a demo run with other settings and ``restart`` is False.
     """
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .models import list_models
     from .pools import list_pools
     from .train import train

@@ -6,8 +6,13 @@ table (plus the run manifest), so evaluators and probes add rows here and nothin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "RESULT_COLUMNS",
+    "result_row",
+    "model_fields",
     "CLEAN",
     "ALL_SEVERITIES",
     "Protocol",
@@ -51,3 +56,42 @@ class Protocol:
     @staticmethod
     def rel_mce_baseline(model: str) -> str:
         return f"relative mCE, normalised by baseline model {model!r} (= 100)"
+
+
+def model_fields(model: Any) -> dict[str, str]:
+    """``pooling`` and ``arch`` of a model built by the toolkit (from ``model.default_cfg``), else "unknown"."""
+    cfg = getattr(model, "default_cfg", None) or {}
+    return {"pooling": str(cfg.get("pool", "unknown")), "arch": str(cfg.get("arch", "unknown"))}
+
+
+def result_row(
+    info: Mapping[str, Any],
+    suite: str,
+    corruption: str,
+    severity: int,
+    metric: str,
+    value: float,
+    ci: tuple[float, float],
+    n: int,
+    protocol: str,
+) -> dict[str, Any]:
+    """One row of ``results.csv`` (the only place rows are built).
+
+    Args:
+        info: the model's ``model`` / ``pooling`` / ``arch`` (missing fields: "" / "unknown").
+        ci: ``(ci_low, ci_high)``, NaN when there is no interval.
+    """
+    return {
+        "model": info.get("model", ""),
+        "pooling": info.get("pooling", "unknown"),
+        "arch": info.get("arch", "unknown"),
+        "suite": suite,
+        "corruption": corruption,
+        "severity": int(severity),
+        "metric": metric,
+        "value": float(value),
+        "ci_low": float(ci[0]),
+        "ci_high": float(ci[1]),
+        "n": int(n),
+        "protocol": protocol,
+    }

@@ -10,7 +10,7 @@ import torch
 
 from robustbench_lift.checkpoint import save_checkpoint
 from robustbench_lift.cli import main
-from robustbench_lift.evaluate import evaluate
+from robustbench_lift.evaluation import evaluate
 from robustbench_lift.models import build_model
 from robustbench_lift.store import RunStore
 

@@ -9,7 +9,7 @@ Examples::
 
 ``--suite`` (and ``--probe``) take comma lists; each entry is dispatched to the suite kind that accepts it
 (corruption suites are built in; perturbation suites and probes plug in through
-``robustbench_lift.evaluate.register_suite_kind``). A kind that needs its own options adds them through
+``robustbench_lift.evaluation.register_suite_kind``). A kind that needs its own options adds them through
 ``EXTRA_OPTIONS`` / ``EXTRA_KWARGS``.
 """
 
@@ -162,7 +162,7 @@ def _executor(args: argparse.Namespace) -> Any:
         if args.ray_address is not None:
             raise UsageError("--ray-address needs --executor ray")
         return None
-    from ..ray_executor import RayExecutor, RayNotInstalledError
+    from ..evaluation.executors.ray import RayExecutor, RayNotInstalledError
 
     try:
         return RayExecutor(address=args.ray_address)
@@ -171,7 +171,7 @@ def _executor(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     if args.name is not None and len(args.name) != len(args.checkpoints):
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")

@@ -5,7 +5,6 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from robustbench_lift.probes import (
-    _fourier_shift,
     as_pipeline,
     list_probes,
     pool_layers,
@@ -13,6 +12,7 @@ from robustbench_lift.probes import (
     run_probe,
     ssim,
 )
+from robustbench_lift.probes.equivariance import _fourier_shift
 from robustbench_lift.schema import RESULT_COLUMNS
 
 

@@ -1,25 +1,14 @@
-"""Perturbation-suite evaluation (ImageNet-P / CIFAR-10-P): flip probability, top-5 distance, FR and T5D.
-
-Metrics (Hendrycks & Dietterich, ICLR 2019; SPEC §6) are small pure functions of per-frame predictions:
-
-* pairs compared: for noise perturbations every frame k >= 1 with the clean frame 0; otherwise frames
-  ``(t, t + d)`` for every t, with stride d = difficulty (1..3);
-* flip probability FP: per sequence, the fraction of compared pairs whose top-1 prediction differs; FP = mean over
-  sequences;
-* top-5 distance T5D: per pair, with sigma the permutation taking the first frame's class ranking to the second's,
-  ``d = sum_{i=1..5} |(i - 1) - min(sigma(i) - 1, 5)|``; only each frame's top-5 list is needed, because a class
-  outside the second frame's top 5 counts as position 5 whatever its true rank;
-* FR = 100 * FP(model) / FP(baseline) and T5D normalised the same way (metric ``t5d``); mFR / normalised mT5D
-  average them over the 10 test perturbations; ``mfp`` / ``mt5d`` are the unnormalised means.
+"""The perturbation suite kind (ImageNet-P / CIFAR-10-P).
 
 :func:`run_perturbation_cell` streams one (model, perturbation, difficulty) through the model - sequences
-generated on the fly by ``corruptions.perturb`` or read from a pre-generated CIFAR-10-P set - and returns per-sequence
-top-5 lists plus result rows. :func:`aggregate_perturbations` turns the arrays of several models into the suite's
-rows. Importing this module registers the ``perturbation`` suite kind with the evaluator.
+generated on the fly by ``corruptions.perturb`` or read from a pre-generated CIFAR-10-P set - and returns
+per-sequence top-5 lists plus result rows. :func:`aggregate_perturbations` turns the arrays of several models into
+the suite's rows (FP, T5D, FR, mFR, mFP, mT5D; see :mod:`robustbench_lift.metrics.perturbation`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from corruptions.perturbations import (
-    DIFFICULTIES,
     PerturbationSuite,
     get_perturbation_suite,
     is_noise_perturbation,
@@ -39,147 +27,14 @@ from corruptions.perturbations import (
     num_frames,
 )
 
-from .probes import as_pipeline, model_fields, select_indices
-from .schema import RESULT_COLUMNS
-
-__all__ = [
-    "TOP5_CAP",
-    "compared_pairs",
-    "flip_rates",
-    "flip_probability",
-    "pair_top5_distance",
-    "top5_distances",
-    "top5_distance",
-    "sequence_file",
-    "run_perturbation_cell",
-    "perturbation_rows",
-    "aggregate_perturbations",
-]
+from ...data import as_pipeline, get_batch, select_indices
+from ...metrics.bootstrap import bootstrap_ci
+from ...metrics.perturbation import TOP5_CAP, _check_difficulty, flip_rates, top5_distances
+from ...schema import model_fields, result_row
+from ..cells import CellResult, CellSpec
+from ..suite_kinds import SuiteKind, register_suite_kind
 
 log = logging.getLogger(__name__)
-
-#: Positions beyond the top 5 all count as 5 in the top-5 distance.
-TOP5_CAP = 5
-
-
-# ====================================================================================================== metrics
-def _check_difficulty(difficulty: int) -> int:
-    if (
-        isinstance(difficulty, bool)
-        or not isinstance(difficulty, int | np.integer)
-        or difficulty not in DIFFICULTIES
-    ):
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
-    return int(difficulty)
-
-
-def compared_pairs(num_frames: int, *, noise: bool, difficulty: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Frame index pairs (first, second) the metrics compare in a sequence of ``num_frames`` frames.
-
-    Noise: (0, k) for k = 1..T-1 (the stride does not apply). Otherwise (t, t + d) for t = 0..T-1-d.
-    """
-    d = _check_difficulty(difficulty)
-    if num_frames < 2:
-        raise ValueError(f"a sequence needs at least 2 frames, got {num_frames}")
-    if noise:
-        second = np.arange(1, num_frames)
-        return np.zeros_like(second), second
-    if num_frames <= d:
-        raise ValueError(f"stride {d} needs more than {d} frames, got {num_frames}")
-    first = np.arange(0, num_frames - d)
-    return first, first + d
-
-
-def flip_rates(preds: Any, *, noise: bool, difficulty: int = 1) -> np.ndarray:
-    """Per-sequence fraction of compared frame pairs whose top-1 prediction changes.
-
-    Args:
-        preds: top-1 class per frame, (N, T).
-
-    Returns:
-        (N,) float64 in [0, 1].
-    """
-    p = np.asarray(preds)
-    if p.ndim != 2:
-        raise ValueError(f"preds must have shape (N, T), got {p.shape}")
-    a, b = compared_pairs(p.shape[1], noise=noise, difficulty=difficulty)
-    return (p[:, a] != p[:, b]).mean(axis=1, dtype=np.float64)
-
-
-def flip_probability(preds: Any, *, noise: bool, difficulty: int = 1) -> float:
-    """FP: mean over sequences of :func:`flip_rates`."""
-    return float(flip_rates(preds, noise=noise, difficulty=difficulty).mean())
-
-
-def pair_top5_distance(top_a: Any, top_b: Any) -> np.ndarray:
-    """Top-5 distance between two frames given their top-k class lists (best first).
-
-    ``d = sum_{i=1..k} |(i - 1) - min(pos_b(a_i), 5)|`` where ``pos_b(c)`` is c's 0-based position in frame b's
-    ranking (5 when c is not in b's top 5). k = 5 normally; fewer for models with fewer classes.
-
-    Shape:
-        top_a, top_b: (..., k) -> (...,) float64.
-    """
-    a, b = np.asarray(top_a), np.asarray(top_b)
-    if a.shape != b.shape or a.ndim < 1:
-        raise ValueError(f"top-k arrays must have the same shape (..., k), got {a.shape} and {b.shape}")
-    k = a.shape[-1]
-    if k > TOP5_CAP:
-        a, b = a[..., :TOP5_CAP], b[..., :TOP5_CAP]
-        k = TOP5_CAP
-    match = a[..., :, None] == b[..., None, :]  # (..., i, j): a_i is b_j
-    pos = np.where(match.any(axis=-1), match.argmax(axis=-1), TOP5_CAP)
-    return np.abs(np.arange(k) - np.minimum(pos, TOP5_CAP)).sum(axis=-1).astype(np.float64)
-
-
-def top5_distances(top5: Any, *, noise: bool, difficulty: int = 1) -> np.ndarray:
-    """Per-sequence mean top-5 distance over the compared pairs.
-
-    Args:
-        top5: top-k classes per frame, best first, (N, T, k).
-
-    Returns:
-        (N,) float64.
-    """
-    t = np.asarray(top5)
-    if t.ndim != 3:
-        raise ValueError(f"top5 must have shape (N, T, k), got {t.shape}")
-    a, b = compared_pairs(t.shape[1], noise=noise, difficulty=difficulty)
-    return pair_top5_distance(t[:, a], t[:, b]).mean(axis=1)
-
-
-def top5_distance(top5: Any, *, noise: bool, difficulty: int = 1) -> float:
-    """T5D: mean over sequences of :func:`top5_distances`."""
-    return float(top5_distances(top5, noise=noise, difficulty=difficulty).mean())
-
-
-# ====================================================================================================== rows
-def _row(
-    info: Mapping[str, Any],
-    suite: str,
-    corruption: str,
-    severity: int,
-    metric: str,
-    value: float,
-    ci: tuple[float, float],
-    n: int,
-    protocol: str,
-) -> dict[str, Any]:
-    row = {
-        "model": info.get("model", ""),
-        "pooling": info.get("pooling", "unknown"),
-        "arch": info.get("arch", "unknown"),
-        "suite": suite,
-        "corruption": corruption,
-        "severity": int(severity),
-        "metric": metric,
-        "value": float(value),
-        "ci_low": float(ci[0]),
-        "ci_high": float(ci[1]),
-        "n": int(n),
-        "protocol": protocol,
-    }
-    return {c: row[c] for c in RESULT_COLUMNS}
 
 
 def _ci(
@@ -188,8 +43,6 @@ def _ci(
     """95 % percentile bootstrap over sequences (the last axis), the same draw for every array."""
     if n_boot <= 0 or arrays[0].shape[-1] < 2:
         return math.nan, math.nan
-    from .metrics import bootstrap_ci
-
     with np.errstate(divide="ignore", invalid="ignore"):
         res = bootstrap_ci(stat, *arrays, n_boot=n_boot, seed=seed)
     return res.low, res.high
@@ -223,7 +76,7 @@ def perturbation_rows(
     td = top5_distances(top5, noise=noise, difficulty=difficulty)
     where = f"{suite} {perturbation}, {t} frames {source}; {_pair_text(noise, difficulty)}"
     return [
-        _row(
+        result_row(
             info,
             suite,
             perturbation,
@@ -234,7 +87,7 @@ def perturbation_rows(
             n,
             f"flip probability (Hendrycks & Dietterich): {where}; fraction of pairs whose top-1 changes",
         ),
-        _row(
+        result_row(
             info,
             suite,
             perturbation,
@@ -248,7 +101,6 @@ def perturbation_rows(
     ]
 
 
-# ====================================================================================================== runner
 def sequence_file(perturbation: str, difficulty: int) -> str:
     """Stem of a pre-generated CIFAR-10-P file: ``<name>`` or, for noise at difficulty 2/3, ``<name>_<d>``."""
     d = _check_difficulty(difficulty)
@@ -394,8 +246,8 @@ def run_perturbation_cell(
                 top = _predict_frames(model, x.reshape(b, bf, *x.shape[1:]), normalize, None)
                 top5 = _store(top5, top, n, t, start, f0)
         else:
-            images, ys = _get_batch(dataset, idx)
-            labels[start : start + b] = ys
+            images, ys = get_batch(dataset, idx)
+            labels[start : start + b] = ys.numpy()
             x = pipe.prepare(images.to(device))
             batch_ids = ids[start : start + b].tolist()
             for part_idx, frames in iter_perturb(
@@ -443,16 +295,6 @@ def _store(top5: np.ndarray | None, top: Tensor, n: int, t: int, start: int, f0:
     return top5
 
 
-def _get_batch(dataset: Any, idx: np.ndarray) -> tuple[Tensor, np.ndarray]:
-    get = getattr(dataset, "get_batch", None)
-    if get is not None:
-        images, labels = get(idx)
-        return images, np.asarray(labels, dtype=np.int64)
-    items = [dataset[int(i)] for i in idx]
-    return torch.stack([x for x, _ in items]), np.asarray([int(y) for _, y in items], dtype=np.int64)
-
-
-# ====================================================================================================== aggregate
 def _align_ids(cells: Mapping[Any, Mapping[str, np.ndarray]]) -> np.ndarray:
     common: np.ndarray | None = None
     for arrays in cells.values():
@@ -555,7 +397,7 @@ def aggregate_perturbations(
                 where = f"{spec.name} {p}, {frames}{source}; {_pair_text(is_noise_perturbation(p), d)}"
                 n = len(fp)
                 rows.append(
-                    _row(
+                    result_row(
                         info,
                         spec.name,
                         p,
@@ -568,7 +410,7 @@ def aggregate_perturbations(
                     )
                 )
                 rows.append(
-                    _row(
+                    result_row(
                         info,
                         spec.name,
                         p,
@@ -591,7 +433,7 @@ def aggregate_perturbations(
                             )
                             continue
                         rows.append(
-                            _row(
+                            result_row(
                                 info,
                                 spec.name,
                                 p,
@@ -621,7 +463,7 @@ def aggregate_perturbations(
             tds = np.stack([mine[p][1][:nn_] for p in tests])
             boot = n_boot if len(ns) == 1 else 0
             rows.append(
-                _row(
+                result_row(
                     info,
                     spec.name,
                     "all",
@@ -634,7 +476,7 @@ def aggregate_perturbations(
                 )
             )
             rows.append(
-                _row(
+                result_row(
                     info,
                     spec.name,
                     "all",
@@ -675,7 +517,7 @@ def aggregate_perturbations(
                     note = f", excluding {', '.join(dropped)} (the baseline's value is 0 there)"
                 a, bv = a[keep], bv[keep]
                 rows.append(
-                    _row(
+                    result_row(
                         info,
                         spec.name,
                         "all",
@@ -691,7 +533,6 @@ def aggregate_perturbations(
     return rows
 
 
-# ====================================================================================================== evaluator
 def _kind_accepts(value: Any) -> bool:
     from corruptions.perturbations import PERTURBATION_SUITES
 
@@ -717,8 +558,6 @@ def _kind_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, Any]]:
 
 
 def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
-    from .evaluate import CellSpec
-
     valid = list_perturbations()
     # --corruptions may also name other suites' entries: keep this suite's, refuse a list with none of them
     chosen = [p for p in opts.corruptions if p in valid] if opts.corruptions else valid
@@ -758,8 +597,6 @@ def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
 
 
 def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> Any:
-    from .evaluate import CellResult
-
     entry = ctx.models[spec.model]
     pregen = _is_pregenerated(ctx.dataset)
     data = ctx.dataset if pregen else ctx.dataset_for(entry)
@@ -770,7 +607,7 @@ def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> An
         # ImageNet-P: Resize(256) -> perturb -> CenterCrop(224), scaled to the model's input size
         h, w = pre.input_size
         output_size = (h, w)
-        pre = type(pre)(**{**pre.__dict__, "input_size": (round(h * 256 / 224), round(w * 256 / 224))})
+        pre = dataclasses.replace(pre, input_size=(round(h * 256 / 224), round(w * 256 / 224)))
     arrays, _ = run_perturbation_cell(
         entry.model,
         data,
@@ -810,23 +647,15 @@ def _kind_aggregate(name: str, params: Any, data: Any) -> list[dict[str, Any]]:
     )
 
 
-def _register_suite_kind() -> None:
-    from .evaluate import SUITE_KINDS, SuiteKind, register_suite_kind
-
-    if "perturbation" in SUITE_KINDS:
-        return
-    register_suite_kind(
-        SuiteKind(
-            name="perturbation",
-            accepts=_kind_accepts,
-            resolve=_kind_resolve,
-            plan=_kind_plan,
-            run=_kind_run,
-            aggregate=_kind_aggregate,
-            cell_kinds=("perturbation",),
-            needs_clean=False,
-        )
+register_suite_kind(
+    SuiteKind(
+        name="perturbation",
+        accepts=_kind_accepts,
+        resolve=_kind_resolve,
+        plan=_kind_plan,
+        run=_kind_run,
+        aggregate=_kind_aggregate,
+        cell_kinds=("perturbation",),
+        needs_clean=False,
     )
-
-
-_register_suite_kind()
+)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from robustbench_lift.data import ArrayDataset
-from robustbench_lift.evaluate import CellResult, LocalExecutor, evaluate
-from robustbench_lift.ray_executor import (
+from robustbench_lift.evaluation import CellResult, LocalExecutor, evaluate
+from robustbench_lift.evaluation.executors.ray import (
     INSTALL_HINT,
     CellFailedError,
     RayExecutor,
@@ -322,7 +322,7 @@ def test_plugin_suite_kinds_run_on_workers(tmp_path, ray_cluster, suite, kw):
 
 
 def test_a_task_no_node_can_hold_is_refused_on_a_local_instance(ray_cluster):
-    from robustbench_lift.evaluate import EvalContext
+    from robustbench_lift.evaluation import EvalContext
 
     context = EvalContext(models={}, dataset=_data(), workers=2)
     executor = RayExecutor(cpus_per_task=1)

@@ -1,35 +1,29 @@
-"""Metric formulas against hand-computed values; bootstrap and paired-bootstrap behaviour."""
+"""Metric formulas against hand-computed values - through the evaluator's own aggregation of stored cells, so the
+tests cover the code a run executes - and bootstrap / paired-bootstrap behaviour."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 
+from robustbench_lift.evaluation import AggregateInput, aggregate_corruption_suite
 from robustbench_lift.metrics import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERRORS,
     BENCHMARK_CORRUPTIONS,
     HELD_OUT_CORRUPTIONS,
-    _resampled_means,
     alexnet_table,
     bootstrap_ci,
     corruption_error,
-    errors_table,
-    mce,
-    mean_corruption_error,
-    normalise_by_alexnet,
-    normalise_by_baseline,
     paired_bootstrap_diff,
     relative_ce,
-    relative_mce,
     top1_error,
     top1_mistakes,
     topk_error,
 )
+from robustbench_lift.metrics.bootstrap import _resampled_means
 
-# The "mean" column of the published AlexNet table (SPEC §5): an independent check of the transcribed rows.
+# The "mean" column of the published AlexNet table: an independent check of the transcribed rows.
 ALEXNET_MEANS = {
     "gaussian_noise": 0.886428,
     "shot_noise": 0.894468,
@@ -92,42 +86,72 @@ def test_corruption_error_and_relative_ce_hand_values() -> None:
         corruption_error([0.2, 0.4], [0.4, 0.6, 0.7])
 
 
-def test_mce_relative_mce_and_unnormalised_mean() -> None:
-    model = {"a": [0.2, 0.4], "b": [0.1, 0.1]}
-    base = {"a": [0.4, 0.6], "b": [0.4, 0.4], "unused": [1.0, 1.0]}
-    assert mce(model, base, corruptions=["a", "b"]) == pytest.approx((60.0 + 25.0) / 2)
-    assert mean_corruption_error(model, corruptions=["a", "b"]) == pytest.approx(0.2)
-    rel_model = {"a": [0.3, 0.5], "b": [0.2, 0.2]}
-    rel_base = {"a": [0.5, 0.7], "b": [0.4, 0.6]}
-    expected = (75.0 + 100 * 0.2 / 0.6) / 2
-    assert relative_mce(rel_model, 0.1, rel_base, 0.2, corruptions=["a", "b"]) == pytest.approx(expected)
-    # arrays give the same as mappings
-    assert mce(errors_table(model, ["a", "b"]), errors_table(base, ["a", "b"])) == pytest.approx(42.5)
+def _aggregate(
+    tables: dict[str, dict[str, list[float]]],
+    *,
+    clean: dict[str, float] | None = None,
+    suite: str = "imagenet-c",
+    n: int = 50_000,
+    baseline: str | None = None,
+    n_boot: int = 0,
+) -> dict[tuple[str, str, str], float]:
+    """Run the evaluator's aggregation over stored cells whose top-1 errors are exactly the given fractions.
+
+    ``tables``: ``{model: {corruption: [E(s) for s = 1, 2, ...]}}``; image ``i`` is wrong in a cell when
+    ``i < round(E * n)``. Returns ``{(model, corruption, metric): value}`` for the severity-aggregated rows.
+    """
+    labels = np.zeros(n, dtype=np.int16)
+    ids = np.arange(n, dtype=np.int64)
+
+    def arrays(error: float) -> dict[str, np.ndarray]:
+        top = np.zeros((n, 1), dtype=np.int16)
+        top[: round(error * n), 0] = 1
+        return {"top5": top, "labels": labels, "ids": ids}
+
+    cells: dict = {}
+    for model, table in tables.items():
+        mine = cells.setdefault(model, {})
+        if clean is not None:
+            mine[f"{model}/clean"] = (
+                {"kind": "clean", "suite": "clean", "corruption": "clean"},
+                arrays(clean[model]),
+                {},
+            )
+        for c, errs in table.items():
+            for s, e in enumerate(errs, 1):
+                spec = {"kind": "corruption", "suite": suite, "corruption": c, "severity": s}
+                mine[f"{model}/{c}/{s}"] = (spec, arrays(e), {})
+    data = AggregateInput(
+        cells=cells,
+        models={m: {"pooling": m, "arch": "toy"} for m in tables},
+        model_order=list(tables),
+        baseline=baseline,
+        seed=0,
+        n_boot=n_boot,
+    )
+    rows = aggregate_corruption_suite(suite, {}, data)
+    return {(r["model"], r["corruption"], r["metric"]): r["value"] for r in rows if r["severity"] == 0}
 
 
-def test_mce_defaults_to_the_benchmark_15() -> None:
-    with pytest.raises(ValueError, match=r"lacks corruption\(s\) \['shot_noise'"):
-        mce({"gaussian_noise": [0.5]}, {"gaussian_noise": [0.5]})
-    # held-out corruptions in a mapping do not enter mCE
-    model = {c: [0.5] * 5 for c in BENCHMARK_CORRUPTIONS} | {c: [1.0] * 5 for c in HELD_OUT_CORRUPTIONS}
-    base = {c: [0.25] * 5 for c in BENCHMARK_CORRUPTIONS} | {c: [0.1] * 5 for c in HELD_OUT_CORRUPTIONS}
-    assert mce(model, base) == pytest.approx(200.0)
-    assert mean_corruption_error(model) == pytest.approx(0.5)
-
-
-def test_formulas_broadcast_over_trailing_axes() -> None:
-    rng = np.random.default_rng(0)
-    model = rng.uniform(0.2, 0.9, size=(3, 5, 4))
-    base = rng.uniform(0.3, 0.9, size=(3, 5))
-    vec = mce(model, base[..., None])
-    one_by_one = [mce(model[..., j], base) for j in range(4)]
-    np.testing.assert_allclose(vec, one_by_one)
-    clean = rng.uniform(0.0, 0.1, size=4)
-    vec_rel = relative_mce(model, clean, base[..., None], 0.05)
-    np.testing.assert_allclose(vec_rel, [relative_mce(model[..., j], clean[j], base, 0.05) for j in range(4)])
-
-
-# --------------------------------------------------------------------------------------- AlexNet normalisation
+def test_baseline_normalised_mce_relative_mce_and_unnormalised_mean() -> None:
+    base = {"gaussian_noise": [0.4, 0.6], "shot_noise": [0.4, 0.4]}
+    model = {"gaussian_noise": [0.2, 0.4], "shot_noise": [0.1, 0.1]}
+    out = _aggregate(
+        {"max": base, "lift": model},
+        clean={"max": 0.1, "lift": 0.05},
+        suite="cifar10-c",
+        n=1000,
+        baseline="max",
+    )
+    assert out[("lift", "gaussian_noise", "ce")] == pytest.approx(60.0)
+    assert out[("lift", "shot_noise", "ce")] == pytest.approx(25.0)
+    assert out[("lift", "benchmark", "mce")] == pytest.approx(42.5)
+    assert out[("lift", "benchmark", "mean_corruption_error")] == pytest.approx(0.2)
+    assert out[("lift", "gaussian_noise", "relative_ce")] == pytest.approx(100 * (0.15 + 0.35) / (0.3 + 0.5))
+    rel_b = 100 * (0.05 + 0.05) / (0.3 + 0.3)
+    assert out[("lift", "benchmark", "relative_mce")] == pytest.approx((62.5 + rel_b) / 2)
+    assert out[("max", "benchmark", "mce")] == pytest.approx(100.0)
+    assert out[("lift", "benchmark", "mce_diff")] == pytest.approx(42.5 - 100.0)
 
 
 def test_alexnet_table_matches_published_means() -> None:
@@ -141,49 +165,37 @@ def test_alexnet_table_matches_published_means() -> None:
 
 
 def test_alexnet_itself_scores_100() -> None:
-    result = normalise_by_alexnet(
-        {c: list(v) for c, v in ALEXNET_ERRORS.items()}, clean_error=ALEXNET_CLEAN_ERROR
+    out = _aggregate(
+        {"alexnet": {c: list(v) for c, v in ALEXNET_ERRORS.items()}}, clean={"alexnet": ALEXNET_CLEAN_ERROR}
     )
-    assert result.mce == pytest.approx(100.0) and result.relative_mce == pytest.approx(100.0)
-    assert all(v == pytest.approx(100.0) for v in result.ce.values())
-    assert result.baseline == "alexnet"
-    assert result.mean_corruption_error == pytest.approx(np.mean(list(ALEXNET_MEANS.values())))
+    assert out[("alexnet", "benchmark", "mce")] == pytest.approx(100.0)
+    assert out[("alexnet", "benchmark", "relative_mce")] == pytest.approx(100.0)
+    assert all(out[("alexnet", c, "ce")] == pytest.approx(100.0) for c in BENCHMARK_CORRUPTIONS)
+    assert out[("alexnet", "benchmark", "mean_corruption_error")] == pytest.approx(
+        np.mean(list(ALEXNET_MEANS.values()))
+    )
 
 
-def test_alexnet_normalisation_resnet50_like_toy() -> None:
-    # every cell at 76.7 % of AlexNet's error -> every CE and the mCE are 76.7 (the ResNet-50 reference point)
-    errors = {c: [0.767 * e for e in v] for c, v in ALEXNET_ERRORS.items()}
-    result = normalise_by_alexnet(errors, clean_error=0.2385)
-    assert result.mce == pytest.approx(76.7)
-    assert result.ce["fog"] == pytest.approx(76.7)
-    assert result.mean_error["fog"] == pytest.approx(0.767 * 0.819324)
-    # by hand for one corruption: brightness at 0.5 on every severity, clean error 0.3
+def test_alexnet_normalisation_by_hand() -> None:
+    # brightness at 0.5 on every severity, clean error 0.3: CE and relative CE by hand from the published table
     flat = {c: [0.5] * 5 for c in BENCHMARK_CORRUPTIONS}
-    flat_result = normalise_by_alexnet(flat, clean_error=0.3)
+    out = _aggregate({"m": flat}, clean={"m": 0.3})
     sum_brightness = 0.45140 + 0.48502 + 0.54048 + 0.62166 + 0.72440  # 2.82296
-    assert flat_result.ce["brightness"] == pytest.approx(100 * 2.5 / sum_brightness)
-    assert flat_result.relative_ce["brightness"] == pytest.approx(
+    assert out[("m", "brightness", "ce")] == pytest.approx(100 * 2.5 / sum_brightness)
+    assert out[("m", "brightness", "relative_ce")] == pytest.approx(
         100 * 5 * 0.2 / (sum_brightness - 5 * 0.43478)
     )
-    assert flat_result.mce == pytest.approx(np.mean([100 * 0.5 / m for m in ALEXNET_MEANS.values()]))
+    assert out[("m", "benchmark", "mce")] == pytest.approx(
+        np.mean([100 * 0.5 / m for m in ALEXNET_MEANS.values()])
+    )
+    assert out[("m", "brightness", "mean_error")] == pytest.approx(0.5)
 
 
 def test_alexnet_normalisation_on_a_subset_of_severities() -> None:
-    result = normalise_by_alexnet({"fog": [0.5, 0.9]}, corruptions=["fog"], severities=[1, 5])
-    assert result.mce == pytest.approx(100 * 1.4 / (0.67474 + 0.94500))
-    assert result.relative_ce is None
-
-
-def test_normalise_by_baseline_model() -> None:
-    base = {"a": [0.4, 0.6], "b": [0.4, 0.4]}
-    model = {"a": [0.2, 0.4], "b": [0.1, 0.1]}
-    result = normalise_by_baseline(model, base, 0.05, 0.1, corruptions=["a", "b"], baseline="max")
-    assert result.ce == {"a": pytest.approx(60.0), "b": pytest.approx(25.0)}
-    assert result.mce == pytest.approx(42.5)
-    assert result.relative_ce["a"] == pytest.approx(100 * (0.15 + 0.35) / (0.3 + 0.5))
-    assert normalise_by_baseline(base, base, corruptions=["a", "b"]).mce == pytest.approx(100.0)
-    with pytest.raises(ValueError, match="baseline's clean error"):
-        normalise_by_baseline(model, base, 0.05, corruptions=["a", "b"])
+    # fog evaluated at severities 1 and 2 only: the CE uses AlexNet's columns 1 and 2
+    out = _aggregate({"m": {"fog": [0.5, 0.9]}})
+    assert out[("m", "fog", "ce")] == pytest.approx(100 * 1.4 / (0.67474 + 0.76050))
+    assert ("m", "fog", "relative_ce") not in out  # no clean cell, no relative CE
 
 
 def test_corruption_lists_agree_with_the_suite() -> None:
@@ -226,8 +238,12 @@ def test_bootstrap_mce_over_cells_uses_one_resample_for_all_cells() -> None:
     rng = np.random.default_rng(2)
     table = alexnet_table(["fog", "snow"])
     mistakes = rng.random((2, 5, 1000)) < (0.6 * table)[..., None]
-    r = bootstrap_ci(lambda e: mce(e, table[..., None], corruptions=["fog", "snow"]), mistakes, n_boot=300)
-    assert r.estimate == pytest.approx(mce(mistakes.mean(-1), table, corruptions=["fog", "snow"]))
+
+    def ce_mean(e):
+        return np.mean([corruption_error(e[i], table[i][:, None]) for i in range(2)], axis=0)
+
+    r = bootstrap_ci(ce_mean, mistakes, n_boot=300)
+    assert r.estimate == pytest.approx(ce_mean(mistakes.mean(-1)[..., None])[0])
     assert r.low < r.estimate < r.high and r.n == 1000 and r.n_boot == 300
     # identical copies of one cell stay identical under every resample: the draw is shared by all cells
     same = np.stack([mistakes[0, 0], mistakes[0, 0]])
@@ -265,10 +281,13 @@ def test_paired_diff_with_shared_baseline_arrays() -> None:
     b = rng.random((2, 5, 800)) < 0.5
 
     def stat(model, baseline):
-        return mce(model, baseline)
+        return np.mean([corruption_error(model[i], baseline[i]) for i in range(2)], axis=0)
 
     r = paired_bootstrap_diff(stat, a, b, common=[base], n_boot=200)
-    expected = mce(a.mean(-1), base.mean(-1)) - mce(b.mean(-1), base.mean(-1))
+    expected = (
+        stat(a.mean(-1)[..., None], base.mean(-1)[..., None])[0]
+        - stat(b.mean(-1)[..., None], base.mean(-1)[..., None])[0]
+    )
     assert r.estimate == pytest.approx(expected)
     assert r.high < 0 and r.significant
 
@@ -285,18 +304,6 @@ def test_bootstrap_input_validation() -> None:
         bootstrap_ci(lambda m: m, x, alpha=1.5)
     with pytest.raises(ValueError, match="differ in shape"):
         paired_bootstrap_diff(lambda m: m.mean(0), np.zeros((2, 10)), np.zeros((3, 10)), n_boot=10)
-
-
-def test_bootstrap_is_vectorised_fast_for_a_full_benchmark() -> None:
-    # 75 cells x 10k images x 1000 resamples, the size of a CIFAR-10-C mCE interval
-    rng = np.random.default_rng(7)
-    table = alexnet_table()
-    mistakes = rng.random((15, 5, 10_000), dtype=np.float32) < 0.5
-    start = time.perf_counter()
-    r = bootstrap_ci(lambda e: mce(e, table[..., None]), mistakes, n_boot=1000)
-    elapsed = time.perf_counter() - start
-    assert r.low < r.estimate < r.high
-    assert elapsed < 20.0, f"bootstrap took {elapsed:.1f} s"
 
 
 def test_relative_ce_is_undefined_when_the_baseline_is_not_degraded():

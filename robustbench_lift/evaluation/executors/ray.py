@@ -1,6 +1,6 @@
 """Run evaluation cells on a Ray cluster (optional extra: ``pip install 'robustbench-lift[ray]'``).
 
-:class:`RayExecutor` implements the evaluator's :class:`~robustbench_lift.evaluate.Executor` protocol: each cell -
+:class:`RayExecutor` implements the evaluator's :class:`~robustbench_lift.evaluation.executors.Executor` protocol: each cell -
 or each shard of a large cell, a contiguous range of its images - becomes one Ray task with declared resources (one
 GPU per task when the cluster has GPUs, CPUs otherwise). Results stream back with ``ray.wait`` as tasks finish and
 are yielded to the driver, which stays the only writer of the run store: progress bar, resume and kill-safety are
@@ -42,7 +42,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluate import CellResult, CellSpec, EvalContext, ModelEntry, _load_plugins, select_indices
+from ...data import open_dataset, select_indices
+from ..cells import CellResult, CellSpec
+from ..models import ModelEntry
+from ..runner import EvalContext
 
 __all__ = [
     "RayExecutor",
@@ -271,8 +274,6 @@ def _cached(cache: OrderedDict[str, Any], key: str, make: Any) -> Any:
 def _open_context(payload: _DataPayload) -> EvalContext:
     ctx = payload.context
     if ctx.dataset is None:
-        from .data import open_dataset
-
         log.info("opening dataset %s on worker", ctx.dataset_spec)
         dataset = open_dataset(ctx.dataset_spec, image_size=payload.image_size, strict=ctx.strict)
         ctx = dataclasses.replace(ctx, dataset=dataset)
@@ -294,7 +295,6 @@ def _run_task(
     """
     ray = import_ray()
     torch.set_num_threads(threads)
-    _load_plugins()
     model_ref, context_ref = model_box[0], context_box[0]
     entry = _cached(_WORKER_MODELS, model_ref.hex(), lambda: ray.get(model_ref).build())
     ctx = _cached(_WORKER_CONTEXTS, context_ref.hex(), lambda: _open_context(ray.get(context_ref)))

@@ -8,7 +8,7 @@ from torch import nn
 
 from robustbench_lift import metrics
 from robustbench_lift.data import ArrayDataset, open_dataset
-from robustbench_lift.evaluate import (
+from robustbench_lift.evaluation import (
     AggregateInput,
     CellSpec,
     EvalContext,
@@ -165,12 +165,12 @@ def test_class_count_inferred_for_models_without_metadata(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
     with pytest.raises(ValueError, match="predicts 3 classes"):
         plan_cells(
-            __import__("robustbench_lift.evaluate").evaluate.load_models([model]), ["cifar10-c"], _data()
+            __import__("robustbench_lift.evaluation").evaluation.load_models([model]), ["cifar10-c"], _data()
         )
 
 
 def test_plan_cells_validates_and_orders():
-    from robustbench_lift.evaluate import load_models
+    from robustbench_lift.evaluation import load_models
 
     models = load_models([Tiny(), Tiny(pool="avg")], names=["max", "avg"])
     cells = plan_cells(
@@ -468,7 +468,7 @@ def test_pregenerated_imagenet_c_is_never_resized_and_alexnet_normalised(tmp_pat
 
 
 def test_unknown_corruption_among_known_ones_is_refused():
-    from robustbench_lift.evaluate import load_models
+    from robustbench_lift.evaluation import load_models
 
     models = load_models([Tiny()])
     with pytest.raises(ValueError, match=r"no suite of the run has the corruption\(s\) \['gausian_noise'\]"):

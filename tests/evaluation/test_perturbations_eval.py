@@ -3,13 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.perturbation import (
-    aggregate_perturbations,
+from robustbench_lift.evaluation.kinds.perturbation import aggregate_perturbations, run_perturbation_cell
+from robustbench_lift.metrics.perturbation import (
     compared_pairs,
     flip_probability,
     flip_rates,
     pair_top5_distance,
-    run_perturbation_cell,
     top5_distance,
 )
 from robustbench_lift.schema import RESULT_COLUMNS
@@ -172,7 +171,7 @@ def test_run_cell_on_the_fly_is_batch_independent():
 
 def test_evaluate_runs_perturbation_and_probe_suites(tmp_path):
     from robustbench_lift.data import ArrayDataset
-    from robustbench_lift.evaluate import evaluate
+    from robustbench_lift.evaluation import evaluate
 
     rng = np.random.default_rng(0)
     ds = ArrayDataset(

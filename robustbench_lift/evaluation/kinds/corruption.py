@@ -1,0 +1,412 @@
+"""The corruption suite kind: ImageNet-C / CIFAR-10-C style suites, corrupted on the fly or read pre-generated.
+
+Aggregates (clean error, mean corruption error, CE / mCE, relative mCE, paired differences to a baseline, with
+bootstrap CIs) are always recomputed from the stored cells, never during inference, so a resumed run gives exactly
+the table of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corruptions.suites import BENCHMARK, HELD_OUT, Suite, list_suites, load_suite, resolve_suite
+
+from ...data import PregeneratedSet, list_datasets
+from ...metrics import corruption as metrics
+from ...metrics.bootstrap import Resampler, interval, ratio_or_nan
+from ...schema import ALL_SEVERITIES, CLEAN, Protocol, result_row
+from ...store import validate_key_part
+from ..cells import CellResult, CellSpec
+from ..runner import EvalContext, run_cell
+from ..suite_kinds import AggregateInput, PlanOptions, SuiteKind, register_suite_kind
+
+log = logging.getLogger(__name__)
+
+
+def _corruption_accepts(value: Any) -> bool:
+    if isinstance(value, (Suite, Mapping)):
+        return True
+    if isinstance(value, str):
+        # pre-generated -C sets (cifar100-c, ...) are their own suite even without a parameter table
+        return value in list_suites() or value in list_datasets("corruptions") or value.endswith(".json")
+    return False
+
+
+def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, Any]]:
+    if isinstance(dataset, PregeneratedSet):
+        name = value if isinstance(value, str) else getattr(value, "name", str(value))
+        if name != dataset.name:
+            raise ValueError(
+                f"dataset {dataset.name!r} is pre-generated: its suite is {dataset.name!r}, not {name!r} "
+                f"(pass --suite {dataset.name} or leave --suite out)"
+            )
+        params = {
+            "pregenerated": True,
+            "root": str(Path(dataset.root).resolve()),
+            "corruptions": list(dataset.corruptions),
+            "severities": list(dataset.severities),
+        }
+        suite = Suite(
+            name=name,
+            native_size=0,
+            params={},
+            benchmark=BENCHMARK,
+            held_out=HELD_OUT,
+            description="pre-generated",
+        )
+        return name, suite, params
+    if isinstance(value, str) and value.endswith(".json") and value not in list_suites():
+        suite = load_suite(value)
+    else:
+        suite = resolve_suite(value)
+    validate_key_part(suite.name, "suite name")
+    return suite.name, suite, suite.to_dict()
+
+
+def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]:
+    if opts.pregenerated:
+        native = getattr(opts.dataset, "image_size", None)
+        if opts.dataset.name == "imagenet-c" and native is not None:
+            wrong = [
+                m.name
+                for m in opts.models
+                if m.input_size is not None and tuple(m.input_size) != tuple(native)
+            ]
+            if wrong:
+                raise ValueError(
+                    f"models {wrong} expect another input size than the {native[0]}x{native[1]} pre-generated "
+                    "ImageNet-C images, which are never resized again; override with --input-size if the model "
+                    "accepts them"
+                )
+        available = list(opts.dataset.corruptions)
+        sev_available = list(opts.dataset.severities)
+        cell_kind = "pregenerated"
+    else:
+        available = list(suite.corruptions)
+        sev_available = [1, 2, 3, 4, 5]
+        cell_kind = "corruption"
+    # --corruptions may name entries of other suites of the run: keep this suite's (``_plan`` checks that every
+    # requested name was used by some suite)
+    chosen = [c for c in opts.corruptions if c in available] if opts.corruptions else available
+    if not chosen:
+        raise ValueError(
+            f"suite {name!r} has no corruption(s) {list(opts.corruptions or [])}; valid: {', '.join(available)}"
+        )
+    sevs = list(opts.severities) if opts.severities else sev_available
+    bad = [s for s in sevs if s not in sev_available]
+    if bad:
+        raise ValueError(f"severities {bad} are not available in suite {name!r}; valid: {sev_available}")
+    return [
+        CellSpec(
+            model=m.name,
+            suite=name,
+            corruption=c,
+            severity=int(s),
+            kind=cell_kind,
+            seed=opts.seed,
+            limit=opts.limit,
+            backend=opts.backend if cell_kind == "corruption" else None,
+        )
+        for m in opts.models
+        for c in chosen
+        for s in sevs
+    ]
+
+
+def _classification_run(
+    spec: CellSpec, ctx: EvalContext, progress: Callable[[int], None] | None
+) -> CellResult:
+    entry = ctx.models[spec.model]
+    data = ctx.dataset_for(entry, clean=spec.kind == "clean")
+    pregen_imagenet = (
+        ctx.pregenerated
+        and spec.kind == "pregenerated"
+        and getattr(ctx.dataset, "name", "") == ("imagenet-c")
+    )
+    channels = getattr(data, "channels", None)
+    return run_cell(
+        spec,
+        entry.model,
+        data,
+        device=ctx.device,
+        batch_size=ctx.batch_size,
+        preprocess=entry.preprocess(resize=not pregen_imagenet, channels=channels),
+        workers=ctx.workers,
+        amp=ctx.amp,
+        channels_last=ctx.channels_last,
+        suite=ctx.suites.get(spec.suite),
+        progress=progress,
+    )
+
+
+#: Rows of a model of a suite compared with the baseline (paired) as ``<metric>_diff``.
+DIFF_METRICS: tuple[tuple[str, str], ...] = (
+    (CLEAN, "top1_error"),
+    ("benchmark", "mean_corruption_error"),
+    ("benchmark", "mce"),
+    ("benchmark", "relative_mce"),
+    ("held_out", "mean_corruption_error"),
+    ("held_out", "mce"),
+)
+
+
+def _order_key(c: str, order: Sequence[str]) -> tuple[int, str]:
+    return (order.index(c), c) if c in order else (len(order), c)
+
+
+def aggregate_corruption_suite(
+    name: str, params: Mapping[str, Any], data: AggregateInput
+) -> list[dict[str, Any]]:
+    """Result rows of one corruption suite, recomputed from its stored cells.
+
+    Rows (docs/DESIGN.md, "Results table"): clean and per-cell top-1 / top-5 errors; per corruption the mean error
+    over severities, CE and relative CE; for the benchmark and held-out groups the unnormalised mean corruption
+    error, mCE and relative mCE; and ``<metric>_diff`` rows, each model minus the baseline. CE is AlexNet-normalised
+    for ``imagenet-c`` benchmark corruptions, otherwise normalised by the baseline model (= 100); severities are
+    those both sides have. 95 % percentile bootstrap CIs over images, one resample set for all models, so the
+    differences are paired. When only some corruptions were evaluated the protocol says over how many.
+    """
+    benchmark = tuple(params.get("benchmark") or metrics.BENCHMARK_CORRUPTIONS)
+    held_out = tuple(params.get("held_out") or metrics.HELD_OUT_CORRUPTIONS)
+    order = list(benchmark) + [c for c in held_out if c not in benchmark]
+
+    # which stored cells belong to this suite
+    found: dict[str, dict[Any, str]] = {}
+    for model in data.model_order:
+        mine: dict[Any, str] = {}
+        for key, (spec, _, _) in data.cells.get(model, {}).items():
+            if spec.get("kind") == "clean":
+                mine[CLEAN] = key
+            elif spec.get("suite") == name and spec.get("kind") in ("corruption", "pregenerated"):
+                mine[(spec["corruption"], int(spec["severity"]))] = key
+        if any(k != CLEAN for k in mine):
+            found[model] = mine
+    if not found:
+        return []
+    common: np.ndarray | None = None
+    sizes = set()
+    for model, mine in found.items():
+        for key in mine.values():
+            ids = data.cells[model][key][1]["ids"]
+            sizes.add(len(ids))
+            common = ids if common is None else np.intersect1d(common, ids)
+    assert common is not None
+    n = len(common)
+    if n == 0:
+        raise ValueError(f"suite {name!r}: the stored cells share no images; re-run with --new-run")
+    if max(sizes) != n:
+        log.warning(
+            "suite %s: cells cover different images; metrics use the %d images all of them share", name, n
+        )
+
+    # one row per (model, cell, top-1 | top-5) of per-image mistakes, resampled together
+    index: dict[tuple[str, Any, int], int] = {}
+    rows: list[np.ndarray] = []
+    for model, mine in found.items():
+        for what, key in mine.items():
+            arrays = data.cells[model][key][1]
+            pos = _positions(arrays["ids"], common)
+            top5, labels = arrays["top5"][pos], arrays["labels"][pos]
+            for k, mistakes in (
+                (1, metrics.top1_mistakes(top5, labels)),
+                (5, metrics.topk_mistakes(top5, labels)),
+            ):
+                index[(model, what, k)] = len(rows)
+                rows.append(mistakes)
+    vec = Resampler(n, data.n_boot, data.seed, name).vectors(np.stack(rows))
+
+    def E(model: str, what: Any, k: int = 1) -> np.ndarray:
+        return vec[index[(model, what, k)]]
+
+    baseline = data.baseline if data.baseline in found else None
+    if data.baseline is not None and baseline is None:
+        log.warning(
+            "suite %s: baseline model %r has no cells here; no baseline-normalised CE", name, data.baseline
+        )
+    out: list[dict[str, Any]] = []
+    stats: dict[str, dict[tuple[str, str], tuple[np.ndarray, str]]] = {}
+
+    def add(model: str, corruption: str, severity: int, metric: str, v: np.ndarray, protocol: str) -> None:
+        value, lo, hi = interval(v)
+        info = {"model": model, **data.models.get(model, {})}
+        out.append(result_row(info, name, corruption, severity, metric, value, (lo, hi), n, protocol))
+        stats.setdefault(model, {})[(corruption, metric)] = (v, protocol)
+
+    for model, mine in found.items():
+        if CLEAN in mine:
+            add(model, CLEAN, ALL_SEVERITIES, "top1_error", E(model, CLEAN, 1), Protocol.TOP1_ERROR)
+            add(model, CLEAN, ALL_SEVERITIES, "top5_error", E(model, CLEAN, 5), Protocol.TOP5_ERROR)
+        cells = sorted((k for k in mine if k != CLEAN), key=lambda cs: (_order_key(cs[0], order), cs[1]))
+        for c, s in cells:
+            add(model, c, s, "top1_error", E(model, (c, s), 1), Protocol.TOP1_ERROR)
+            add(model, c, s, "top5_error", E(model, (c, s), 5), Protocol.TOP5_ERROR)
+        corrs = list(dict.fromkeys(c for c, _ in cells))
+        ce_of: dict[str, tuple[np.ndarray, str]] = {}
+        rce_of: dict[str, tuple[np.ndarray, str]] = {}
+        undefined: dict[str, list[str]] = {}
+        for c in corrs:
+            sevs = [s for cc, s in cells if cc == c]
+            table = np.stack([E(model, (c, s)) for s in sevs])  # (S, 1 + B)
+            add(
+                model,
+                c,
+                ALL_SEVERITIES,
+                "mean_error",
+                table.mean(axis=0),
+                f"mean top-1 error over severities {sevs}",
+            )
+            # A ratio whose point estimate is undefined (the normaliser's denominator is zero or, for relative
+            # CE, the normaliser's error does not grow) gets no row, and the means below leave it out by name.
+            for metric, relative, store in (("ce", False, ce_of), ("relative_ce", True, rce_of)):
+                res = _corruption_ce(
+                    model, c, sevs, mine, found, baseline, E, name == "imagenet-c", relative=relative
+                )
+                if res is None:
+                    continue
+                v, norm, used = res
+                if not math.isfinite(float(v[0])):
+                    undefined.setdefault(metric, []).append(c)
+                    continue
+                label = "CE" if metric == "ce" else "relative CE"
+                add(model, c, ALL_SEVERITIES, metric, v, f"{label}, {norm}{_sev_note(used, sevs)}")
+                store[c] = (v, norm)
+        for scope, group in (("benchmark", benchmark), ("held_out", held_out)):
+            members = [c for c in corrs if c in group]
+            if not members:
+                continue
+            label = scope.replace("_", "-")
+            part = (
+                f" (over {len(members)} of {len(group)} {label} corruptions)"
+                if len(members) < len(group)
+                else ""
+            )
+            table = np.stack([E(model, (c, s)) for c, s in cells if c in members])
+            mce_proto = (
+                Protocol.MEAN_CORRUPTION_ERROR
+                if scope == "benchmark" and not part and len(cells) == 5 * len(members)
+                else f"mean corruption error: unnormalised mean of top-1 error over the evaluated {label} cells"
+            )
+            add(model, scope, ALL_SEVERITIES, "mean_corruption_error", table.mean(axis=0), mce_proto + part)
+            for metric, per, source in (("mce", "ce", ce_of), ("relative_mce", "relative_ce", rce_of)):
+                skipped = [c for c in members if c in undefined.get(per, ())]
+                used = [c for c in members if c in source]
+                if not used or len(used) + len(skipped) < len(members):
+                    continue
+                norms = {source[c][1] for c in used}
+                v = np.stack([source[c][0] for c in used]).mean(axis=0)
+                why = "is 0" if per == "ce" else "does not grow under the corruption"
+                note = (
+                    f" (excluding {', '.join(skipped)}: the normaliser's error {why} there)"
+                    if skipped
+                    else ""
+                )
+                add(
+                    model,
+                    scope,
+                    ALL_SEVERITIES,
+                    metric,
+                    v,
+                    _mce_protocol(metric, norms, baseline) + part + note,
+                )
+    if baseline is not None:
+        for model in found:
+            if model == baseline:
+                continue
+            for corruption, metric in DIFF_METRICS:
+                mine_stat = stats.get(model, {}).get((corruption, metric))
+                base_stat = stats.get(baseline, {}).get((corruption, metric))
+                if mine_stat is None or base_stat is None or mine_stat[1] != base_stat[1]:
+                    continue
+                add(
+                    model,
+                    corruption,
+                    ALL_SEVERITIES,
+                    f"{metric}_diff",
+                    mine_stat[0] - base_stat[0],
+                    f"{metric} of this model minus baseline {baseline!r}, paired bootstrap over the same images "
+                    f"[{mine_stat[1]}]",
+                )
+    return out
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    if len(ids) == len(wanted) and np.array_equal(ids, wanted):
+        return np.arange(len(ids))
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids, wanted, sorter=order)]
+
+
+def _sev_note(used: list[int], sevs: list[int]) -> str:
+    return "" if used == sevs else f" (severities {used} shared with the baseline)"
+
+
+def _mce_protocol(metric: str, norms: set[str], baseline: str | None) -> str:
+    if norms == {"AlexNet-normalised"}:
+        return Protocol.MCE_ALEXNET if metric == "mce" else Protocol.REL_MCE_ALEXNET
+    if len(norms) == 1 and baseline is not None and norms == {_baseline_norm(baseline)}:
+        return (Protocol.mce_baseline if metric == "mce" else Protocol.rel_mce_baseline)(baseline)
+    label = "mCE" if metric == "mce" else "relative mCE"
+    return f"{label}, mixed normalisation: {'; '.join(sorted(norms))}"
+
+
+def _baseline_norm(baseline: str) -> str:
+    return f"normalised by baseline model {baseline!r} (= 100)"
+
+
+def _corruption_ce(
+    model: str,
+    c: str,
+    sevs: list[int],
+    mine: Mapping[Any, str],
+    found: Mapping[str, Mapping[Any, str]],
+    baseline: str | None,
+    E: Callable[..., np.ndarray],
+    alexnet: bool,
+    *,
+    relative: bool = False,
+) -> tuple[np.ndarray, str, list[int]] | None:
+    """CE (or relative CE) of ``model`` on ``c`` as a (1 + B,) vector, its normalisation, and severities used."""
+    if relative and CLEAN not in mine:
+        return None
+    if alexnet and c in metrics.ALEXNET_ERRORS:
+        table = np.stack([E(model, (c, s)) for s in sevs])
+        base = metrics.alexnet_table([c], sevs)[0][:, None]  # (S, 1) broadcasts over the resamples
+        if relative:
+            v = ratio_or_nan(
+                metrics.relative_ce, table, E(model, CLEAN), base, np.array([metrics.ALEXNET_CLEAN_ERROR])
+            )
+        else:
+            v = ratio_or_nan(metrics.corruption_error, table, base)
+        return v, "AlexNet-normalised", sevs
+    if baseline is None:
+        return None
+    used = [s for s in sevs if (c, s) in found[baseline]]
+    if not used or (relative and CLEAN not in found[baseline]):
+        return None
+    table = np.stack([E(model, (c, s)) for s in used])
+    base = np.stack([E(baseline, (c, s)) for s in used])
+    if relative:
+        v = ratio_or_nan(metrics.relative_ce, table, E(model, CLEAN), base, E(baseline, CLEAN))
+    else:
+        v = ratio_or_nan(metrics.corruption_error, table, base)
+    return v, _baseline_norm(baseline), used
+
+
+register_suite_kind(
+    SuiteKind(
+        name="corruption",
+        accepts=_corruption_accepts,
+        resolve=_corruption_resolve,
+        plan=_corruption_plan,
+        run=_classification_run,
+        aggregate=aggregate_corruption_suite,
+        cell_kinds=("clean", "corruption", "pregenerated"),
+        needs_clean=True,
+    )
+)
