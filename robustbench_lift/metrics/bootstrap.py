@@ -64,15 +64,16 @@ class Resampler:
         return np.concatenate(parts, axis=1)
 
 
-def interval(v: np.ndarray) -> tuple[float, float, float]:
-    """``(value, ci_low, ci_high)`` of a (1 + B,) vector; NaN bounds when too few resamples are defined."""
+def interval(v: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(value, ci_low, ci_high)`` of a (1 + B,) vector: the point estimate and the percentile interval of the
+    resamples where the statistic is defined (finite); NaN bounds when fewer than half of them are."""
     v = np.asarray(v, dtype=np.float64).reshape(-1)
     point = float(v[0])
     reps = v[1:]
     finite = reps[np.isfinite(reps)]
     if reps.size == 0 or finite.size < 0.5 * reps.size or not math.isfinite(point):
         return point, math.nan, math.nan
-    lo, hi = np.quantile(finite, [0.025, 0.975])
+    lo, hi = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
     return point, float(lo), float(hi)
 
 
@@ -91,10 +92,6 @@ def ratio_or_nan(fn: Callable[..., Any], *args: np.ndarray) -> np.ndarray:
         return out
 
 
-#: Resample-count matrices are built in blocks of at most this many entries (bounds memory for large N).
-_BLOCK_ENTRIES = 4_000_000
-
-
 def _per_image(arrays: Sequence[Any]) -> tuple[list[np.ndarray], int]:
     if not arrays:
         raise ValueError("bootstrap needs at least one per-image array")
@@ -109,27 +106,6 @@ def _per_image(arrays: Sequence[Any]) -> tuple[list[np.ndarray], int]:
     if any(not np.isfinite(a).all() for a in out):
         raise ValueError("per-image arrays contain NaN or inf")
     return out, n
-
-
-def _resampled_means(arrays: list[np.ndarray], n: int, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Means of each array (..., N) under ``n_boot`` resamples of the images -> (..., n_boot)."""
-    rng = np.random.default_rng(seed)
-    flat = np.concatenate([a.reshape(-1, n) for a in arrays])
-    block = max(1, _BLOCK_ENTRIES // n)
-    parts = []
-    for start in range(0, n_boot, block):
-        b = min(block, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        idx += np.arange(b)[:, None] * n
-        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
-        parts.append(flat @ counts.T.astype(np.float64))
-    sums = np.concatenate(parts, axis=1) / n
-    out, row = [], 0
-    for a in arrays:
-        rows = int(np.prod(a.shape[:-1], dtype=np.int64))
-        out.append(sums[row : row + rows].reshape(*a.shape[:-1], n_boot))
-        row += rows
-    return out
 
 
 def _check_boot(n_boot: int, alpha: float) -> None:
@@ -152,10 +128,15 @@ def _stat(stat_fn: Callable[..., Any], means: Sequence[np.ndarray], count: int) 
 def _interval(
     stat_fn: Callable[..., Any], arrays: list[np.ndarray], n: int, n_boot: int, seed: int, alpha: float
 ) -> BootstrapResult:
-    estimate = _stat(stat_fn, [a.mean(axis=-1)[..., None] for a in arrays], 1)[0]
-    boot = _stat(stat_fn, _resampled_means(arrays, n, n_boot, seed), n_boot)
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return BootstrapResult(float(estimate), float(low), float(high), n, int(n_boot), float(alpha))
+    flat = np.concatenate([a.reshape(-1, n) for a in arrays])
+    vec = Resampler(n, n_boot, seed).vectors(flat)  # (rows, 1 + B)
+    means, row = [], 0
+    for a in arrays:
+        rows = int(np.prod(a.shape[:-1], dtype=np.int64))
+        means.append(vec[row : row + rows].reshape(*a.shape[:-1], 1 + n_boot))
+        row += rows
+    estimate, low, high = interval(_stat(stat_fn, means, 1 + n_boot), alpha)
+    return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha))
 
 
 def bootstrap_ci(
@@ -171,8 +152,8 @@ def bootstrap_ci(
     ``(C, S, N)``); one resample draws N images with replacement and applies the same draw to every array.
 
     Args:
-        stat_fn: maps the means of the arrays (same order, last axis replaced by a resample axis of length B) to
-            an array (B,). The formula functions of this module qualify, e.g.
+        stat_fn: maps the means of the arrays (same order, last axis replaced by a resample axis of length
+            1 + B: the plain mean first, then the B resamples) to an array (1 + B,). The formula functions of this module qualify, e.g.
             ``lambda e: corruption_error(e, base[:, None])``.
         n_boot: number of resamples; seed: seeds the draw (same seed, same N -> same resamples).
         alpha: 1 - coverage (0.05 gives a 95 % interval).

@@ -21,7 +21,7 @@ from robustbench_lift.metrics import (
     top1_mistakes,
     topk_error,
 )
-from robustbench_lift.metrics.bootstrap import _resampled_means
+from robustbench_lift.metrics.bootstrap import Resampler
 
 # The "mean" column of the published AlexNet table: an independent check of the transcribed rows.
 ALEXNET_MEANS = {
@@ -208,12 +208,18 @@ def test_corruption_lists_agree_with_the_suite() -> None:
 # ------------------------------------------------------------------------------------------------- bootstrap
 
 
-def test_resampling_matches_explicit_index_draws() -> None:
-    # the count-matrix shortcut equals averaging explicitly resampled images
+def test_resampler_columns_are_means_under_image_counts() -> None:
+    # column 0 is the plain mean; every other column averages the images with integer counts that sum to N
     x = np.random.default_rng(5).random((2, 7))
-    means = _resampled_means([x], 7, 4, seed=11)[0]
-    idx = np.random.default_rng(11).integers(0, 7, size=(4, 7))
-    np.testing.assert_allclose(means, x[:, idx].mean(axis=-1))
+    vec = Resampler(7, 40, 11).vectors(x)
+    np.testing.assert_allclose(vec[:, 0], x.mean(axis=1))
+    counts = Resampler(7, 40, 11).vectors(np.eye(7)) * 7  # (7 images, 1 + 40): the counts of each image
+    np.testing.assert_allclose(counts[:, 1:].sum(axis=0), 7.0)
+    np.testing.assert_allclose(counts[:, 1:], np.round(counts[:, 1:]))
+    np.testing.assert_allclose(vec[:, 1:], x @ counts[:, 1:] / 7)
+    # the same (seed, keys) give the same resamples; other keys other ones
+    np.testing.assert_array_equal(Resampler(7, 40, 11, "a").vectors(x), Resampler(7, 40, 11, "a").vectors(x))
+    assert not np.array_equal(Resampler(7, 40, 11, "a").vectors(x), Resampler(7, 40, 11, "b").vectors(x))
 
 
 def test_bootstrap_ci_basic_properties() -> None:
