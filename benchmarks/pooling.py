@@ -24,8 +24,8 @@ if __name__ == "__main__":  # run as a script: make the project importable (see 
     import _setup  # noqa: F401
 import torch
 
-from robustbench_lift.lift import lifting_loss
-from robustbench_lift.pools import create_pool, list_pools
+from robustbench_lift.layers.lift import lifting_loss
+from robustbench_lift.layers.pools import create_pool, list_pools
 
 DEFAULT_KINDS = ("max", "avg", "blur", "maxblur", "lift")
 SHAPES = ((64, 64, 32, 32), (16, 128, 56, 56))

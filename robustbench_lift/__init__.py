@@ -14,17 +14,17 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     # pooling layers
-    "create_pool": "robustbench_lift.pools",
-    "list_pools": "robustbench_lift.pools",
-    "register_pool": "robustbench_lift.pools",
-    "LiftDownPool2d": "robustbench_lift.lift",
-    "LiftUpPool2d": "robustbench_lift.lift",
-    "lift_down_pool2d": "robustbench_lift.lift",
-    "lift_up_pool2d": "robustbench_lift.lift",
-    "lifting_loss": "robustbench_lift.lift",
-    "BlurPool2d": "robustbench_lift.blur",
-    "MaxBlurPool2d": "robustbench_lift.blur",
-    "blur_pool2d": "robustbench_lift.blur",
+    "create_pool": "robustbench_lift.layers.pools",
+    "list_pools": "robustbench_lift.layers.pools",
+    "register_pool": "robustbench_lift.layers.pools",
+    "LiftDownPool2d": "robustbench_lift.layers.lift",
+    "LiftUpPool2d": "robustbench_lift.layers.lift",
+    "lift_down_pool2d": "robustbench_lift.layers.lift",
+    "lift_up_pool2d": "robustbench_lift.layers.lift",
+    "lifting_loss": "robustbench_lift.layers.lift",
+    "BlurPool2d": "robustbench_lift.layers.blur",
+    "MaxBlurPool2d": "robustbench_lift.layers.blur",
+    "blur_pool2d": "robustbench_lift.layers.blur",
     # models
     "build_model": "robustbench_lift.models",
     "list_models": "robustbench_lift.models",

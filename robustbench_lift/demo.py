@@ -68,7 +68,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ARCH = "convnet"
-#: The four models of the demo differ only in this (see ``robustbench_lift.pools``).
+#: The four models of the demo differ only in this (see ``robustbench_lift.layers.pools``).
 POOLINGS: tuple[str, ...] = ("lift", "max", "avg", "blur")
 #: The model that scores 100 in every baseline-normalised number.
 BASELINE_POOLING = "max"
@@ -413,8 +413,8 @@ def run_demo(
         ValueError: bad arguments, or ``out`` holds a demo run with other settings and ``restart`` is False.
     """
     from .evaluation import evaluate
+    from .layers.pools import list_pools
     from .models import list_models
-    from .pools import list_pools
     from .train import train
 
     started = time.perf_counter()

@@ -45,7 +45,9 @@ class Protocol:
 
     TOP1_ERROR = "top-1 error on the cell's images"
     TOP5_ERROR = "top-5 error on the cell's images"
-    MEAN_CORRUPTION_ERROR = "mean corruption error: unnormalised mean of top-1 error over the 15x5 benchmark cells"
+    MEAN_CORRUPTION_ERROR = (
+        "mean corruption error: unnormalised mean of top-1 error over the 15x5 benchmark cells"
+    )
     MCE_ALEXNET = "mCE, AlexNet-normalised (Hendrycks & Dietterich, ImageNet-C)"
     REL_MCE_ALEXNET = "relative mCE, AlexNet-normalised"
 

@@ -24,9 +24,9 @@ Choices:
 * Augmentation: random crop with zero padding (``crop_padding``, default 4) and a horizontal flip whose default
   depends on the dataset (off for digits, on otherwise). Normalisation mean/std are measured on (up to 10 000
   of) the training images and recorded in the checkpoint.
-* Loss: cross-entropy (optional label smoothing) plus :func:`robustbench_lift.lift.lifting_loss` of the model
-  (zero without LiftDownPool layers). Weight decay applies to weights with more than one dimension (not to
-  biases and norm layers).
+* Loss: cross-entropy (optional label smoothing) plus :func:`robustbench_lift.layers.aux.auxiliary_loss` of the model
+  (the pools' own regularisers, e.g. LiftDownPool's; zero without such layers). Weight decay applies to weights
+  with more than one dimension (not to biases and norm layers).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from torch import Tensor, nn
 
 from corruptions.rng import derive_seed, torch_generator
 from robustbench_lift.fileio import atomic_path
-from robustbench_lift.lift import lifting_loss
+from robustbench_lift.layers.aux import auxiliary_loss
+from robustbench_lift.layers.pools import list_pools
 from robustbench_lift.models import build_model, list_models
-from robustbench_lift.pools import list_pools
 
 __all__ = [
     "NO_FLIP_DATASETS",
@@ -772,7 +772,7 @@ def _train_epoch(
             y = y.to(device)
             logits = model(x)
             task = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            aux = lifting_loss(model)
+            aux = auxiliary_loss(model)
             loss = task + aux
             if not torch.isfinite(loss):
                 raise FloatingPointError(

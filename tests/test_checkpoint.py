@@ -17,8 +17,8 @@ from robustbench_lift.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from robustbench_lift.lift import LiftDownPool2d
-from robustbench_lift.pools import create_pool
+from robustbench_lift.layers.lift import LiftDownPool2d
+from robustbench_lift.layers.pools import create_pool
 
 
 class TinyNet(nn.Module):

@@ -43,8 +43,8 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from robustbench_lift.layers.pools import list_pools
     from robustbench_lift.models import list_models
-    from robustbench_lift.pools import list_pools
     from robustbench_lift.train import OPTIMIZERS
 
     p = subparsers.add_parser(

@@ -1,7 +1,7 @@
 """Model registry: architectures that differ only in their pooling layers.
 
 Every downsampling point of every registered architecture is a module made by
-:func:`robustbench_lift.pools.create_pool`, so ``build_model("resnet18", pool="lift")`` and
+:func:`robustbench_lift.layers.pools.create_pool`, so ``build_model("resnet18", pool="lift")`` and
 ``build_model("resnet18", pool="max")`` have the same module tree except for the pool modules themselves.
 
 A registered builder is called as ``builder(pool_layer, num_classes=..., in_channels=..., **kwargs)`` where
@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from corruptions.registry import Registry
-from robustbench_lift.pools import create_pool, list_pools
+from robustbench_lift.layers.pools import create_pool, list_pools
 
 __all__ = [
     "CFG_KEYS",
@@ -159,7 +159,7 @@ def build_model(
 
     Args:
         name: a registered model (see :func:`list_models`).
-        pool: a registered pooling kind (see :func:`robustbench_lift.pools.list_pools`).
+        pool: a registered pooling kind (see :func:`robustbench_lift.layers.pools.list_pools`).
         num_classes: size of the output layer.
         in_channels: channels of the input images (1 for grayscale, 3 for RGB).
         pool_kwargs: options passed to every pool (e.g. ``{"kernel_size": 3}`` for ``lift``).

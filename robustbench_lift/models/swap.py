@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustbench_lift.layers.pools import create_pool, list_pools
 from robustbench_lift.models import is_pool, mark_pool
-from robustbench_lift.pools import create_pool, list_pools
 
 __all__ = ["PooledConv2d", "SwapReport", "swap_pooling"]
 
@@ -226,7 +226,7 @@ def swap_pooling(
 
     Args:
         model: any ``nn.Module``; changed in place.
-        kind: a registered pooling kind (see :func:`robustbench_lift.pools.list_pools`) or a pool builder.
+        kind: a registered pooling kind (see :func:`robustbench_lift.layers.pools.list_pools`) or a pool builder.
         strided_convs: also turn stride-2 convs into stride-1 conv + pool (see the module docstring for where).
         example_input: one input batch for the dry run that finds channel counts (default: zeros, 64 then 224 px).
         **pool_kw: options of the pool (e.g. ``filt_size=5`` for ``blur``).

@@ -11,20 +11,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..layers.pools import is_pool_module, pool_module_names
 from .base import PROBES, ProbeRun, _positive_int
 
 log = logging.getLogger(__name__)
-
-POOL_TYPE_NAMES: frozenset[str] = frozenset(
-    {"MaxPool2d", "AvgPool2d", "Subsample2d", "BlurPool2d", "MaxBlurPool2d", "LiftDownPool2d"}
-)
 
 
 def pool_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's pooling layers, outermost only (a MaxBlurPool2d counts once), in module order."""
     found: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if type(module).__name__ not in POOL_TYPE_NAMES:
+        if not is_pool_module(module):
             continue
         if any(name.startswith(parent + ".") for parent, _ in found):
             continue
@@ -77,7 +74,7 @@ def _equivariance(run: ProbeRun, *, shifts: Sequence[int] | None = None, layers:
         chosen = [(n, named[n]) for n in layers]
     if not chosen:
         raise ValueError(
-            f"the model has no pooling layer ({', '.join(sorted(POOL_TYPE_NAMES))}); pass layers=[module names]"
+            f"the model has no pooling layer ({', '.join(sorted(pool_module_names()))}); pass layers=[module names]"
         )
     captured: dict[str, Tensor] = {}
     handles = [

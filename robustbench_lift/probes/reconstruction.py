@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _lift_pair(channels: int, seed: int, device: torch.device) -> Callable[[Tensor], Tensor]:
-    from ..lift import LiftDownPool2d, LiftUpPool2d
+    from ..layers.lift import LiftDownPool2d, LiftUpPool2d
 
     down = LiftDownPool2d(channels)
     g = torch_generator(seed, "reconstruction", "lift", channels)
@@ -54,7 +54,7 @@ def _avg_pair(channels: int, seed: int, device: torch.device) -> Callable[[Tenso
 
 
 def _blur_pair(channels: int, seed: int, device: torch.device) -> Callable[[Tensor], Tensor]:
-    from ..blur import BlurPool2d
+    from ..layers.blur import BlurPool2d
 
     pool = BlurPool2d(channels).to(device)
 

@@ -256,10 +256,3 @@ def _diagonal(run: ProbeRun, *, shift: int | None = None, mode: str = "circular"
             )
         )
     return {"pred": pred, "p_correct": prob, "labels": lab}, rows
-
-
-# ====================================================================================================== equivariance
-#: Module class names treated as pooling layers (torch's and the toolkit's pools).
-POOL_TYPE_NAMES: frozenset[str] = frozenset(
-    {"MaxPool2d", "AvgPool2d", "Subsample2d", "BlurPool2d", "MaxBlurPool2d", "LiftDownPool2d"}
-)

@@ -21,7 +21,7 @@ from robustbench_lift.store import (
     validate_run_name,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = {
     "seed": 0,

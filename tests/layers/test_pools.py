@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.pools import POOLS, Subsample2d, create_pool, list_pools, register_pool
+from robustbench_lift.layers.pools import POOLS, Subsample2d, create_pool, list_pools, register_pool
 
 
 def test_required_kinds_registered():
@@ -83,7 +83,7 @@ def test_public_exports():
     assert {"LiftDownPool2d", "LiftUpPool2d", "BlurPool2d", "MaxBlurPool2d", "lifting_loss"} <= set(
         dir(robustbench_lift)
     )
-    assert robustbench_lift.MaxBlurPool2d.__module__ == "robustbench_lift.blur"
+    assert robustbench_lift.MaxBlurPool2d.__module__ == "robustbench_lift.layers.blur"
 
 
 @pytest.mark.gpu

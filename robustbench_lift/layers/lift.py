@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustbench_lift.blur import pad_nd
+from robustbench_lift.layers.blur import pad_nd
 
 __all__ = [
     "BANDS",
@@ -430,17 +430,10 @@ class LiftUpPool2d(nn.Module):
 
 
 def lifting_loss(model: nn.Module) -> Tensor:
-    """Sum of the auxiliary losses of every :class:`LiftDownPool2d` in ``model`` from its last training forward.
+    """Sum of the auxiliary losses of ``model``'s pooling layers (every :class:`LiftDownPool2d` among them).
 
-    Returns:
-        A scalar tensor; zero (on the model's device) when the model has no lift layer or none ran in training mode.
+    The same as :func:`robustbench_lift.layers.aux.auxiliary_loss`, kept under the name the paper's loss goes by.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    losses = [m.aux_loss for m in model.modules() if isinstance(m, LiftDownPool2d) and m.aux_loss is not None]
-    if losses:
-        return torch.stack(losses).sum()
-    param = next(model.parameters(), None)
-    if param is None:
-        return torch.zeros(())
-    return torch.zeros((), device=param.device, dtype=param.dtype)
+    from .aux import auxiliary_loss
+
+    return auxiliary_loss(model)

@@ -7,9 +7,9 @@ Kinds:
     ``max``      2x2 max pooling, stride 2 (``ceil_mode`` for odd sizes).
     ``avg``      2x2 average pooling, stride 2 (``ceil_mode``; a clipped edge window averages what it covers).
     ``stride``   plain subsampling ``x[..., ::2, ::2]``, what a strided convolution does (the "no pooling" baseline).
-    ``blur``     :class:`~robustbench_lift.blur.BlurPool2d` (binomial filter, default size 3).
-    ``maxblur``  :class:`~robustbench_lift.blur.MaxBlurPool2d` (dense max, then blur).
-    ``lift``     :class:`~robustbench_lift.lift.LiftDownPool2d` (learned lifting, sum of sub-bands).
+    ``blur``     :class:`~robustbench_lift.layers.blur.BlurPool2d` (binomial filter, default size 3).
+    ``maxblur``  :class:`~robustbench_lift.layers.blur.MaxBlurPool2d` (dense max, then blur).
+    ``lift``     :class:`~robustbench_lift.layers.lift.LiftDownPool2d` (learned lifting, sum of sub-bands).
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from torch import Tensor, nn
 
 from corruptions.registry import Registry
 
-__all__ = ["POOLS", "Subsample2d", "create_pool", "list_pools", "register_pool"]
+__all__ = [
+    "POOLS",
+    "Subsample2d",
+    "create_pool",
+    "is_pool_module",
+    "list_pools",
+    "pool_module_names",
+    "register_pool",
+]
 
 PoolBuilder = Callable[..., nn.Module]
 
@@ -32,7 +40,9 @@ def register_pool(name: str | None = None, **meta: Any) -> Callable[[PoolBuilder
     """Decorator registering a pool builder ``builder(channels, **kw) -> nn.Module`` under ``name``.
 
     The module must map (N, C, H, W) to (N, C, ceil(H/2), ceil(W/2)). Duplicate names raise ``ValueError``.
-    Metadata (e.g. ``learned=True``) is free-form and readable with ``POOLS.meta(name)``.
+    Metadata (e.g. ``learned=True``) is free-form and readable with ``POOLS.meta(name)``; ``module="ClassName"``
+    names the class the builder returns, so the probes that look for pooling layers in a model find it.
+    A pool with an auxiliary loss exposes it as an ``aux_loss`` attribute (see :mod:`robustbench_lift.layers.aux`).
     """
     return POOLS.register(name, **meta)
 
@@ -40,6 +50,25 @@ def register_pool(name: str | None = None, **meta: Any) -> Callable[[PoolBuilder
 def list_pools(**filters: Any) -> list[str]:
     """Registered pooling kinds in registration order, optionally filtered by metadata (e.g. ``learned=True``)."""
     return POOLS.names(**filters)
+
+
+#: torch's own pooling classes, recognised in any model besides the registered ones.
+_TORCH_POOL_NAMES = ("MaxPool2d", "AvgPool2d")
+
+
+def pool_module_names() -> frozenset[str]:
+    """Class names treated as pooling layers: torch's max/avg pools and every registered pool's ``module``."""
+    names = set(_TORCH_POOL_NAMES)
+    for kind in POOLS.names():
+        module = POOLS.meta(kind).get("module")
+        if module:
+            names.add(module)
+    return frozenset(names)
+
+
+def is_pool_module(module: nn.Module) -> bool:
+    """Whether ``module`` is a pooling layer (see :func:`pool_module_names`)."""
+    return type(module).__name__ in pool_module_names()
 
 
 def create_pool(kind: str | PoolBuilder, channels: int, **kwargs: Any) -> nn.Module:
@@ -91,44 +120,44 @@ def _no_kwargs(kind: str, kwargs: dict[str, Any]) -> None:
         raise TypeError(f"pool {kind!r} takes no options, got {sorted(kwargs)}")
 
 
-@register_pool("max", learned=False)
+@register_pool("max", learned=False, module="MaxPool2d")
 def _max(channels: int, **kwargs: Any) -> nn.Module:
     _no_kwargs("max", kwargs)
     return nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
 
 
-@register_pool("avg", learned=False)
+@register_pool("avg", learned=False, module="AvgPool2d")
 def _avg(channels: int, **kwargs: Any) -> nn.Module:
     _no_kwargs("avg", kwargs)
     # No padding, so a window clipped by ceil_mode is divided by the number of elements it covers.
     return nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)
 
 
-@register_pool("stride", learned=False)
+@register_pool("stride", learned=False, module="Subsample2d")
 def _stride(channels: int, **kwargs: Any) -> nn.Module:
     _no_kwargs("stride", kwargs)
     return Subsample2d(2)
 
 
-@register_pool("blur", learned=False)
+@register_pool("blur", learned=False, module="BlurPool2d")
 def _blur(channels: int, filt_size: int = 3, pad_mode: str = "reflect") -> nn.Module:
-    from robustbench_lift.blur import BlurPool2d
+    from robustbench_lift.layers.blur import BlurPool2d
 
     return BlurPool2d(channels, filt_size=filt_size, stride=2, pad_mode=pad_mode)
 
 
-@register_pool("maxblur", learned=False)
+@register_pool("maxblur", learned=False, module="MaxBlurPool2d")
 def _maxblur(channels: int, filt_size: int = 3, pad_mode: str = "reflect") -> nn.Module:
-    from robustbench_lift.blur import MaxBlurPool2d
+    from robustbench_lift.layers.blur import MaxBlurPool2d
 
     return MaxBlurPool2d(channels, filt_size=filt_size, stride=2, pad_mode=pad_mode)
 
 
-@register_pool("lift", learned=True)
+@register_pool("lift", learned=True, module="LiftDownPool2d")
 def _lift(
     channels: int, kernel_size: int = 5, bands: str = "all", lambda_u: float = 0.01, lambda_p: float = 0.1
 ) -> nn.Module:
-    from robustbench_lift.lift import LiftDownPool2d
+    from robustbench_lift.layers.lift import LiftDownPool2d
 
     return LiftDownPool2d(
         channels, kernel_size=kernel_size, bands=bands, lambda_u=lambda_u, lambda_p=lambda_p

@@ -14,7 +14,7 @@ from robustbench_lift.evaluation import evaluate
 from robustbench_lift.models import build_model
 from robustbench_lift.store import RunStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FMNIST = "/usr/share/datasets/fashion-mnist"
 pytestmark = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Fashion-MNIST is not installed")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.lift import (
+from robustbench_lift.layers.lift import (
     LiftDetails,
     LiftDownPool2d,
     LiftingFunction,

@@ -15,7 +15,7 @@ from robustbench_lift.cli import main
 from robustbench_lift.demo import POOLINGS, run_demo
 from robustbench_lift.report.check import load_baseline, parse_threshold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ROOT / "reports" / "baseline" / "baseline.json"
 TOLERANCES = ROOT / "reports" / "baseline" / "tolerances.json"
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

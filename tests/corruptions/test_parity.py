@@ -20,7 +20,7 @@ from corruptions.api import corrupt, list_corruptions
 from corruptions.reference import REFERENCE_CORRUPTIONS
 from corruptions.suites import SuiteSizeWarning
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_parity():

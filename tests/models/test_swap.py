@@ -7,11 +7,11 @@ import torchvision
 from torch import nn
 
 from robustbench_lift import swap_pooling
-from robustbench_lift.blur import BlurPool2d
-from robustbench_lift.lift import LiftDownPool2d
+from robustbench_lift.layers.blur import BlurPool2d
+from robustbench_lift.layers.lift import LiftDownPool2d
+from robustbench_lift.layers.pools import list_pools
 from robustbench_lift.models import build_model, is_pool
 from robustbench_lift.models.swap import PooledConv2d
-from robustbench_lift.pools import list_pools
 
 
 def _tv(name: str) -> nn.Module:

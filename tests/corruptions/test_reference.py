@@ -20,7 +20,7 @@ from corruptions.reference import (
 )
 from corruptions.rng import derive_seed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STOCHASTIC = {
     "gaussian_noise",
     "shot_noise",

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustbench_lift.blur import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, pad_nd
+from robustbench_lift.layers.blur import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, pad_nd
 
 
 @pytest.mark.parametrize("filt_size", range(1, 8))

@@ -6,7 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
-from robustbench_lift.lift import LiftDownPool2d, lifting_loss
+from robustbench_lift.layers.lift import LiftDownPool2d, lifting_loss
+from robustbench_lift.layers.pools import create_pool, list_pools
 from robustbench_lift.models import (
     MODELS,
     build_model,
@@ -15,7 +16,6 @@ from robustbench_lift.models import (
     list_models,
     register_model,
 )
-from robustbench_lift.pools import create_pool, list_pools
 
 # Narrow versions of each family keep the registry-wide tests cheap; the full widths are checked separately.
 TINY = {
