@@ -180,7 +180,7 @@ class BlurPool2d(nn.Module):
 
 
 class MaxBlurPool2d(nn.Module):
-    """Anti-aliased max pooling: MaxPool(2, stride 1) then BlurPool (SPEC section 2).
+    """Anti-aliased max pooling: MaxPool(2, stride 1) then BlurPool (Zhang, ICML 2019; docs/pooling.md).
 
     For an odd H (or W) the input is first padded by one row (column) at the bottom (right) by replication, so the
     dense max keeps H rows and the blur gives ceil(H/2), like every pool of the project. Even sizes are unchanged
