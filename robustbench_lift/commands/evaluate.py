@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=parse_list,
         default=None,
         metavar="S[,S...]",
-        help="cifar10-c, imagenet-c, a suite .json file, ... (default: a pre-generated set's own suite, else "
+        help="cifar10-c, imagenet-c, a suite .json file, cifar10-p, shift, pgd-linf, autoattack-l2, ... "
+        "(default: a pre-generated set's own suite, else "
         "cifar10-c for models up to 64 px, imagenet-c above)",
     )
     suite.add_argument(
@@ -77,6 +78,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
     suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
     suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
+    adv = p.add_argument_group("adversarial suites (pgd-linf, pgd-l2, autoattack-linf, autoattack-l2)")
+    adv.add_argument(
+        "--eps",
+        default=None,
+        metavar="E[,E...]",
+        help="radii on the [0, 1] pixel scale, before normalisation; fractions accepted, e.g. 0,2/255,8/255 "
+        "(default: 0,2/255,8/255 for L-inf, 0,0.25,0.5 for L2)",
+    )
+    adv.add_argument(
+        "--attack-steps", type=positive_int, default=None, metavar="N", help="PGD iterations (default 10)"
+    )
+    adv.add_argument(
+        "--attack-step-size",
+        type=float,
+        default=None,
+        metavar="A",
+        help="PGD step size on the [0, 1] scale (default 2.5 * eps / steps)",
+    )
+    adv.add_argument(
+        "--attack-restarts",
+        type=positive_int,
+        default=None,
+        metavar="R",
+        help="PGD random restarts (default 1)",
+    )
     models = p.add_argument_group("models")
     models.add_argument(
         "--name", action="append", default=None, metavar="MODEL", help="model name, once per CKPT"
@@ -170,6 +196,43 @@ def _executor(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def _adversarial_suites(suites: list[Any], args: argparse.Namespace) -> list[Any]:
+    """Turn adversarial suite names into suites carrying --eps and the attack options."""
+    from ..attacks import ADVERSARIAL_SUITES, adversarial_suite
+
+    options = {
+        "--eps": args.eps,
+        "--attack-steps": args.attack_steps,
+        "--attack-step-size": args.attack_step_size,
+        "--attack-restarts": args.attack_restarts,
+    }
+    if not any(s in ADVERSARIAL_SUITES for s in suites):
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} need an adversarial suite (--suite {'|'.join(ADVERSARIAL_SUITES)})"
+            )
+        return suites
+    out = []
+    for s in suites:
+        if s not in ADVERSARIAL_SUITES:
+            out.append(s)
+            continue
+        try:
+            out.append(
+                adversarial_suite(
+                    s,
+                    args.eps,
+                    steps=args.attack_steps,
+                    step_size=args.attack_step_size,
+                    restarts=args.attack_restarts,
+                )
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
 
@@ -177,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
     executor = _executor(args)
     # probes are suites of their own kind; with --probe alone only the probes run
-    suites = list(args.suite or []) + list(args.probe or [])
+    suites: list[Any] = list(args.suite or []) + list(args.probe or [])
+    suites = _adversarial_suites(suites, args)
     extra: dict[str, Any] = {}
     for hook in EXTRA_KWARGS:
         extra.update(hook(args))

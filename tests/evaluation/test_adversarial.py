@@ -1,0 +1,187 @@
+"""The adversarial suites end to end on real Fashion-MNIST (a small ConvNet trained once for the module)."""
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustbench_lift.attacks import adversarial_suite
+from robustbench_lift.evaluation import evaluate
+from robustbench_lift.train import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("adv") / "max.safetensors"
+    train(
+        "convnet",
+        "max",
+        "fashion-mnist",
+        epochs=2,
+        out=out,
+        limit_train=3000,
+        limit_val=300,
+        batch_size=64,
+        crop_padding=0,
+        model_kwargs={"widths": (8, 16, 32), "convs_per_stage": 1},
+        num_threads=1,
+        progress=False,
+    )
+    return out
+
+
+def _rows(result, suite):
+    df = result.results
+    df = df[(df.suite == suite) & (df.metric == "top1_error")]
+    return dict(zip(df.corruption, df.value))
+
+
+def _cell(run_dir, model, suite, token):
+    with np.load(Path(run_dir) / "cells" / model / f"{suite}__{token}__s0.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_pgd_linf_curve_on_a_trained_convnet(trained, tmp_path):
+    res = evaluate(
+        [trained],
+        "fashion-mnist",
+        [adversarial_suite("pgd-linf", "0,0.02,0.1")],
+        out=tmp_path / "run",
+        limit=150,
+        progress=False,
+        n_boot=200,
+    )
+    err = _rows(res, "pgd-linf")
+    assert err["eps=0"] == err["clean"]  # eps 0 is exactly the clean error
+    assert err["clean"] <= err["eps=0.02"] <= err["eps=0.1"]
+    assert err["eps=0.1"] - err["clean"] >= 0.20  # at least 20 points lost at L-inf 0.1
+    rows = res.results[res.results.suite == "pgd-linf"]
+    assert rows.ci_low.notna().all() and (rows.n == 150).all()
+    assert all(
+        "PGD (Madry et al.), L-inf" in p and "10 steps" in p
+        for p in rows.protocol[rows.corruption != "clean"]
+    )
+    # resuming with one more eps runs only the new cells
+    again = evaluate(
+        [trained],
+        "fashion-mnist",
+        [adversarial_suite("pgd-linf", "0,0.02,0.05,0.1")],
+        out=tmp_path / "run",
+        limit=150,
+        progress=False,
+        n_boot=200,
+    )
+    assert again.cells_run == 1
+    assert _rows(again, "pgd-linf")["eps=0.1"] == err["eps=0.1"]
+
+
+def test_pgd_per_sample_results_do_not_depend_on_batch_size(trained, tmp_path):
+    flags = []
+    for b in (7, 32):
+        evaluate(
+            [trained],
+            "fashion-mnist",
+            [adversarial_suite("pgd-l2", "1.0", steps=5)],
+            out=tmp_path / f"b{b}",
+            limit=40,
+            batch_size=b,
+            progress=False,
+            n_boot=0,
+        )
+        flags.append(_cell(tmp_path / f"b{b}", "max", "pgd-l2", "eps1.0"))
+    assert np.array_equal(flags[0]["ids"], flags[1]["ids"])
+    assert np.array_equal(flags[0]["wrong"], flags[1]["wrong"])
+    assert np.array_equal(flags[0]["pred"], flags[1]["pred"])
+
+
+class _Rounding(nn.Module):
+    """A model whose input quantisation kills the gradient (gradient masking)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+        self.default_cfg = {"arch": "rounding", "pool": "none", "num_classes": 10, "in_channels": 1}
+
+    def forward(self, x):
+        return self.net(torch.round(x * 4) / 4)
+
+
+def test_masked_gradients_are_flagged(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        res = evaluate(
+            [_Rounding()],
+            "fashion-mnist",
+            [adversarial_suite("pgd-linf", "0.1", steps=2)],
+            out=tmp_path / "run",
+            limit=20,
+            progress=False,
+            n_boot=0,
+        )
+    assert any("'rounding'" in r.getMessage() and "masked" in r.getMessage() for r in caplog.records)
+    row = res.results[(res.results.suite == "pgd-linf") & (res.results.corruption == "eps=0.1")]
+    assert row.protocol.str.contains("WARNING: zero input gradient for 20/20 images").all()
+
+
+def test_cli_adversarial_options(trained, tmp_path):
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+
+    bad = cli("evaluate", str(trained), "--suite", "cifar10-c", "--eps", "0.1", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--eps need an adversarial suite" in bad.stderr
+    bad = cli("evaluate", str(trained), "--suite", "pgd-linf", "--eps", "-1", "--out", str(tmp_path / "y"))
+    assert bad.returncode == 2 and "eps must be" in bad.stderr
+    ok = cli(
+        "evaluate",
+        str(trained),
+        "--suite",
+        "pgd-linf",
+        "--eps",
+        "0,2/255",
+        "--attack-steps",
+        "3",
+        "--limit",
+        "16",
+        "--n-boot",
+        "0",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "z"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    csv = (tmp_path / "z" / "results.csv").read_text()
+    assert "eps=2/255" in csv and "3 steps" in csv
+
+
+@pytest.mark.autoattack
+def test_autoattack_runs_end_to_end_and_keeps_global_rng(trained, tmp_path):
+    pytest.importorskip("torchattacks")
+    from robustbench_lift.attacks.autoattack import run_autoattack
+
+    model = _Rounding().net.eval()
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    run_autoattack(model, model, x, torch.tensor([0, 1, 2, 3]), eps=0.1, norm="linf", num_classes=10, seed=3)
+    assert torch.equal(state, torch.get_rng_state())  # the library's manual_seed calls stay inside
+    res = evaluate(
+        [trained],
+        "fashion-mnist",
+        [adversarial_suite("autoattack-linf", "0,0.1")],
+        out=tmp_path / "run",
+        limit=8,
+        progress=False,
+        n_boot=0,
+    )
+    err = _rows(res, "autoattack-linf")
+    assert err["eps=0"] == err["clean"] <= err["eps=0.1"]
+    proto = res.results[res.results.corruption == "eps=0.1"].protocol.iloc[0]
+    assert "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square)" in proto and "torchattacks" in proto
