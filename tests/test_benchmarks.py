@@ -9,7 +9,14 @@ SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.nam
 
 
 def test_every_benchmark_is_listed():
-    assert SCRIPTS == ["corruptions.py", "evaluate.py", "parity.py", "pooling.py", "scaling.py"]
+    assert SCRIPTS == [
+        "adversarial.py",
+        "corruptions.py",
+        "evaluate.py",
+        "parity.py",
+        "pooling.py",
+        "scaling.py",
+    ]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

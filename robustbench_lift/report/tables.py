@@ -39,6 +39,7 @@ __all__ = [
     "read_results_table",
     "scale_for",
     "unit_for",
+    "adversarial_suites",
     "corruption_suites",
     "corruption_order",
     "build_summary",
@@ -211,9 +212,15 @@ def _model_info(results: pd.DataFrame) -> pd.DataFrame:
     return results.loc[:, cols].drop_duplicates("model").reset_index(drop=True)
 
 
+def adversarial_suites(results: pd.DataFrame) -> list[str]:
+    """Suites of adversarial attacks: their rows are labelled ``eps=<radius>``."""
+    mask = results["corruption"].astype(str).str.startswith("eps=")
+    return list(dict.fromkeys(results.loc[mask, "suite"]))
+
+
 def corruption_suites(results: pd.DataFrame) -> list[str]:
-    """Suites holding corruption cells (neither perturbation, shift nor reconstruction suites)."""
-    other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES}
+    """Suites holding corruption cells (neither perturbation, shift, reconstruction nor adversarial suites)."""
+    other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES, *adversarial_suites(results)}
     mask = (results["severity"] > 0) & results["metric"].isin(["top1_error", "top5_error"])
     mask |= results["metric"].isin(["mce", "mean_corruption_error", "mean_error", "ce"])
     mask |= results["corruption"] == CLEAN
@@ -257,6 +264,7 @@ class MetricSpec:
         higher_is_better: direction used to phrase deltas.
         vary: fields that, when they take more than one value, split the number into several columns.
         transform: maps a shown value to another one (e.g. accuracy = 100 - error); CIs are mapped and swapped.
+        split_always: always split by every ``vary`` field, written ``key[a:b]`` (``robust_acc[pgd-linf:8/255]``).
     """
 
     key: str
@@ -266,6 +274,7 @@ class MetricSpec:
     higher_is_better: bool
     vary: tuple[str, ...] = ("suite", "severity")
     transform: Callable[[float], float] | None = None
+    split_always: bool = False
 
 
 def _is(suite_kind: str | None, corruption: str | None, metric: str) -> Callable[[pd.DataFrame], pd.Series]:
@@ -284,6 +293,14 @@ def _is(suite_kind: str | None, corruption: str | None, metric: str) -> Callable
         return mask
 
     return select
+
+
+def _robust_rows(df: pd.DataFrame) -> pd.Series:
+    return (
+        df["suite"].isin(adversarial_suites(df))
+        & df["corruption"].str.startswith("eps=")
+        & (df["metric"] == "top1_error")
+    )
 
 
 def _clean_rows(df: pd.DataFrame) -> pd.Series:
@@ -348,6 +365,16 @@ HEADLINE: tuple[MetricSpec, ...] = (
         True,
     ),
     MetricSpec(
+        "robust_acc",
+        "robust_accuracy_%",
+        _robust_rows,
+        "top1_error",
+        True,
+        vary=("suite", "corruption"),
+        transform=lambda v: 100 - v,
+        split_always=True,
+    ),
+    MetricSpec(
         "reconstruction_psnr",
         "reconstruction_psnr_dB",
         _is(RECONSTRUCTION_SUITE, None, "psnr"),
@@ -361,6 +388,8 @@ _SPECS_BY_KEY = {s.key: s for s in HEADLINE}
 
 
 def _suffix(spec: MetricSpec, group: Mapping[str, Any], ambiguous: Sequence[str]) -> str:
+    if spec.split_always:
+        return "[" + ":".join(str(group[f]).removeprefix("eps=") for f in ambiguous) + "]"
     parts = []
     for f in ambiguous:
         v = group[f]
@@ -386,17 +415,22 @@ def build_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[s
         rows = results[spec.select(results)]
         if spec.key.startswith("clean"):
             # the clean cell is shared by the corruption suites; keep one row per model
-            rows = rows[rows["suite"].isin(corruption_suites(results)) | (rows["suite"] == "")]
+            classified = corruption_suites(results) + adversarial_suites(results)
+            rows = rows[rows["suite"].isin(classified) | (rows["suite"] == "")]
             rows = rows.drop_duplicates("model")
         if rows.empty:
             continue
         # a field splits the column when it takes several values; the reconstruction pair only when one model has
         # several (each model usually reports its own pooling's pair)
-        ambiguous = [
-            f
-            for f in spec.vary
-            if (rows.groupby("model")[f].nunique().max() if f == "corruption" else rows[f].nunique()) > 1
-        ]
+        ambiguous = (
+            list(spec.vary)
+            if spec.split_always
+            else [
+                f
+                for f in spec.vary
+                if (rows.groupby("model")[f].nunique().max() if f == "corruption" else rows[f].nunique()) > 1
+            ]
+        )
         groups = rows.groupby(ambiguous, sort=False) if ambiguous else [((), rows)]
         for gkey, grp in groups:
             gvals = dict(zip(ambiguous, gkey if isinstance(gkey, tuple) else (gkey,)))

@@ -185,3 +185,39 @@ def test_autoattack_runs_end_to_end_and_keeps_global_rng(trained, tmp_path):
     assert err["eps=0"] == err["clean"] <= err["eps=0.1"]
     proto = res.results[res.results.corruption == "eps=0.1"].protocol.iloc[0]
     assert "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square)" in proto and "torchattacks" in proto
+
+
+def test_report_summary_and_check_know_robust_accuracy(trained, tmp_path):
+    from robustbench_lift.report.check import current_metrics
+    from robustbench_lift.report.tables import build_summary, corruption_suites
+
+    res = evaluate(
+        [trained],
+        "fashion-mnist",
+        [adversarial_suite("pgd-linf", "0,8/255", steps=3)],
+        out=tmp_path / "run",
+        limit=30,
+        progress=False,
+        n_boot=50,
+    )
+    assert corruption_suites(res.results) == []  # attacks are not corruption suites
+    summary, columns = build_summary(res.results)
+    keys = {c["key"] for c in columns.values()}
+    assert {"robust_acc[pgd-linf:0]", "robust_acc[pgd-linf:8/255]", "clean_acc"} <= keys
+    metrics = current_metrics(tmp_path / "run")["max"]
+    err = _rows(res, "pgd-linf")
+    assert metrics["robust_acc[pgd-linf:8/255]"] == pytest.approx(100 * (1 - err["eps=8/255"]))
+    assert metrics["robust_acc[pgd-linf:0]"] == pytest.approx(metrics["clean_acc"])
+
+    def check(*args):
+        return subprocess.run(
+            [sys.executable, "cli.py", "check", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+
+    base = str(tmp_path / "base.json")
+    run = str(tmp_path / "run")
+    made = check("--baseline", base, run, "--update-baseline", "--max-drop", "robust_acc[pgd-linf:8/255]=0.5")
+    assert made.returncode == 0, made.stdout + made.stderr
+    proc = check("--baseline", base, run)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "robust_acc[pgd-linf:8/255]" in proc.stdout
