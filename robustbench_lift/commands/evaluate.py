@@ -77,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
     suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
     suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
+    suite.add_argument(
+        "--no-jpeg-storage",
+        action="store_true",
+        help="on-the-fly imagenet-c: skip storing each corrupted image as a quality-85 JPEG, as the published "
+        "files were (then no row is AlexNet-normalised)",
+    )
     models = p.add_argument_group("models")
     models.add_argument(
         "--name", action="append", default=None, metavar="MODEL", help="model name, once per CKPT"
@@ -202,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         new_run=args.new_run,
         strict=args.strict,
         backend=args.backend,
+        jpeg_storage=not args.no_jpeg_storage,
         clean_dataset=args.clean_dataset,
         n_boot=args.n_boot,
         arch=args.arch,

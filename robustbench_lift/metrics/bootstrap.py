@@ -77,6 +77,28 @@ def interval(v: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
     return point, float(lo), float(hi)
 
 
+def undefined_resamples(v: np.ndarray) -> int:
+    """How many resamples of a (1 + B,) vector are undefined (non-finite, e.g. a ratio whose denominator is 0)."""
+    reps = np.asarray(v, dtype=np.float64).reshape(-1)[1:]
+    return int((~np.isfinite(reps)).sum())
+
+
+def dropped_note(v: np.ndarray) -> str:
+    """The protocol note for a (1 + B,) vector with undefined resamples ("" when every resample is defined).
+
+    :func:`interval` leaves undefined resamples out, so the interval is conditional on the statistic being
+    defined; the note says how many were dropped (or that there is no interval when more than half were).
+    """
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    total = v.size - 1
+    k = undefined_resamples(v)
+    if k == 0 or not math.isfinite(float(v[0])):
+        return ""
+    if total - k < 0.5 * total:
+        return f"; no CI: the statistic is undefined in {k} of {total} bootstrap resamples"
+    return f"; CI from {total - k} of {total} bootstrap resamples ({k} dropped: the statistic is undefined there)"
+
+
 def ratio_or_nan(fn: Callable[..., Any], *args: np.ndarray) -> np.ndarray:
     """A metrics ratio formula over (..., 1 + B) vectors; NaN for the resamples whose denominator is zero."""
     try:
