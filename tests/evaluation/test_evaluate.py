@@ -365,7 +365,9 @@ def test_imagenet_c_outside_the_published_pipeline_is_not_alexnet_normalised(par
     get = {(r["model"], r["corruption"], r["severity"], r["metric"]): r for r in rows}
     assert get[("b", "fog", 0, "ce")]["value"] == pytest.approx(50.0)  # by the baseline model instead
     mce = get[("b", "benchmark", 0, "mce")]["protocol"]
-    assert "baseline model 'a'" in mce and "no row normalised by the published ImageNet-C" in mce and why in mce
+    assert (
+        "baseline model 'a'" in mce and "no row normalised by the published ImageNet-C" in mce and why in mce
+    )
     # without a baseline model only the unnormalised mean is left, and it says why
     data.baseline = None
     rows = aggregate_corruption_suite("imagenet-c", params, data)
