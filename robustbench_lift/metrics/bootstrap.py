@@ -23,7 +23,8 @@ from corruptions.rng import numpy_generator
 class BootstrapResult:
     """A point estimate with a percentile bootstrap interval.
 
-    ``significant`` is True when the interval excludes 0 (meaningful for differences).
+    ``significant`` is True when the interval excludes 0 (meaningful for differences). ``dropped`` counts the
+    resamples where the statistic was undefined (non-finite), left out of the interval (:func:`dropped_note`).
     """
 
     estimate: float
@@ -32,6 +33,7 @@ class BootstrapResult:
     n: int
     n_boot: int
     alpha: float
+    dropped: int = 0
 
     @property
     def significant(self) -> bool:
@@ -157,8 +159,9 @@ def _interval(
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
         means.append(vec[row : row + rows].reshape(*a.shape[:-1], 1 + n_boot))
         row += rows
-    estimate, low, high = interval(_stat(stat_fn, means, 1 + n_boot), alpha)
-    return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha))
+    vec = _stat(stat_fn, means, 1 + n_boot)
+    estimate, low, high = interval(vec, alpha)
+    return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha), undefined_resamples(vec))
 
 
 def bootstrap_ci(

@@ -342,3 +342,16 @@ def test_undefined_resamples_are_counted_in_the_protocol():
     assert dropped_note(np.array([1.0, 2.0, 3.0])) == ""
     mostly = np.array([1.0, 2.0] + [np.nan] * 4)
     assert "no CI: the statistic is undefined in 4 of 5" in dropped_note(mostly)
+
+
+def test_bootstrap_ci_counts_undefined_resamples():
+    from robustbench_lift.metrics import bootstrap_ci
+
+    # undefined (inf) in every resample that misses the one non-zero `den` image: about (19/20)^20 = 36 % of them
+    num = np.ones(20)
+    den = np.zeros(20)
+    den[:1] = 1.0
+    with np.errstate(divide="ignore"):
+        res = bootstrap_ci(lambda a, b: a / b, num, den, n_boot=200, seed=0)
+    assert 0 < res.dropped < 200
+    assert bootstrap_ci(lambda a: a, num, n_boot=50, seed=0).dropped == 0
