@@ -110,3 +110,15 @@ def test_runs_made_under_an_older_shift_protocol_are_not_silently_reused(tmp_pat
         store.write_manifest(manifest)
     with pytest.raises(ConfigMismatchError, match="protocol_version"):
         evaluate([_Sized()], spec, "shift", **kw)
+
+
+def test_short_side_must_cover_the_crop(tmp_path):
+    from robustbench_lift.data import ImageFolderDataset
+
+    _folder(tmp_path / "val", classes=1, per_class=1)
+    with pytest.raises(ValueError, match="short_side 200 is smaller than the 224x224 crop"):
+        ImageFolderDataset(tmp_path / "val", image_size=224, short_side=200)
+    with pytest.raises(ValueError, match="short_side must be a positive int"):
+        ImageFolderDataset(tmp_path / "val", image_size=224, short_side=0)
+    ds = ImageFolderDataset(tmp_path / "val", image_size=224, short_side=224)
+    assert ds[0][0].shape == (3, 224, 224)
