@@ -559,7 +559,8 @@ def test_store_as_jpeg_is_a_quality_85_file_round_trip():
     assert out.dtype == torch.uint8 and out.shape == u8.shape
     for i in range(2):
         buf = io.BytesIO()
-        Image.fromarray(u8[i].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=85)
+        # the generator's call: Image.fromarray(np.uint8(img)).save(path, quality=85, optimize=True)
+        Image.fromarray(u8[i].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=85, optimize=True)
         expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
         np.testing.assert_array_equal(out[i].permute(1, 2, 0).numpy(), expected)
     assert not torch.equal(out, u8)  # lossy: the step is not a no-op
@@ -573,3 +574,5 @@ def test_store_as_jpeg_is_a_quality_85_file_round_trip():
         store_as_jpeg(u8, 0)
     with pytest.raises(ValueError, match="expects"):
         store_as_jpeg(u8[0])
+    # batched == one by one
+    torch.testing.assert_close(torch.cat([store_as_jpeg(u8[i : i + 1]) for i in range(2)]), out)
