@@ -51,18 +51,15 @@ def _imagenet_reason(dataset: Any) -> str | None:
     return None
 
 
-def _reference_params(name: str, dataset: Any) -> dict[str, Any]:
-    """Suite parameters saying whether the published AlexNet errors can normalise this suite's data."""
-    if name != IMAGENET_C:
-        return {"alexnet": False, "why": f"the published AlexNet errors are ImageNet-C's, not {name}'s"}
-    if isinstance(dataset, PregeneratedSet):
+def _reference_params(dataset: Any) -> dict[str, Any]:
+    """Parameters of an ``imagenet-c`` suite saying whether its data can be divided by the published AlexNet
+    errors (the pipeline and the model's input size are checked per cell when aggregating)."""
+    if isinstance(dataset, PregeneratedSet) or getattr(dataset, "name", None) == "imagefolder":
         reason = _imagenet_reason(dataset)
-    elif getattr(dataset, "name", None) != "imagefolder":
+    else:
         reason = (
             f"the data is {getattr(dataset, 'name', type(dataset).__name__)}, not an ImageNet image folder"
         )
-    else:
-        reason = _imagenet_reason(dataset)
     return {"alexnet": reason is None, "why": reason or ""}
 
 
@@ -90,7 +87,7 @@ def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, A
             "severities": list(dataset.severities),
         }
         if name == IMAGENET_C:
-            params["reference"] = _reference_params(name, dataset)
+            params["reference"] = _reference_params(dataset)
         suite = Suite(
             name=name,
             native_size=0,
@@ -107,7 +104,7 @@ def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, A
     validate_key_part(suite.name, "suite name")
     params = suite.to_dict()
     if suite.name == IMAGENET_C:
-        params["reference"] = _reference_params(suite.name, dataset)
+        params["reference"] = _reference_params(dataset)
     return suite.name, suite, params
 
 
