@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     data.add_argument(
         "--strict", action="store_true", help="unreadable image files are fatal instead of skipped"
     )
+    data.add_argument(
+        "--no-jpeg-storage",
+        action="store_true",
+        help="on-the-fly imagenet-c: skip storing each corrupted image as a quality-85 JPEG, as the published "
+        "files were (then no row is AlexNet-normalised)",
+    )
     suite = p.add_argument_group("suites")
     suite.add_argument(
         "--suite",
@@ -77,12 +83,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
     suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
     suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
-    suite.add_argument(
-        "--no-jpeg-storage",
-        action="store_true",
-        help="on-the-fly imagenet-c: skip storing each corrupted image as a quality-85 JPEG, as the published "
-        "files were (then no row is AlexNet-normalised)",
-    )
     models = p.add_argument_group("models")
     models.add_argument(
         "--name", action="append", default=None, metavar="MODEL", help="model name, once per CKPT"
