@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     data.add_argument(
         "--strict", action="store_true", help="unreadable image files are fatal instead of skipped"
     )
+    data.add_argument(
+        "--no-jpeg-storage",
+        action="store_true",
+        help="on-the-fly imagenet-c: skip storing each corrupted image as a quality-85 JPEG, as the published "
+        "files were (then no row is AlexNet-normalised)",
+    )
     suite = p.add_argument_group("suites")
     suite.add_argument(
         "--suite",
@@ -266,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         new_run=args.new_run,
         strict=args.strict,
         backend=args.backend,
+        jpeg_storage=not args.no_jpeg_storage,
         clean_dataset=args.clean_dataset,
         n_boot=args.n_boot,
         arch=args.arch,

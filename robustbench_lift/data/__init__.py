@@ -52,6 +52,7 @@ from .transforms import (
     match_channels,
     prepare_batch,
     resize_to,
+    store_as_jpeg,
     to_float,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "to_float",
     "match_channels",
     "resize_to",
+    "store_as_jpeg",
     "prepare_batch",
     "Normalize",
     "Preprocess",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Sequence
@@ -26,7 +27,10 @@ class ImageFolderDataset(ImageDataset):
     Args:
         root: the folder holding one subfolder per class.
         image_size: None keeps each image's own size; an int ``s`` (or ``(s, s)``) resizes the shorter side to
-            ``round(s * 256 / 224)`` (bilinear) and centre-crops ``s x s``, the ImageNet evaluation transform.
+            ``short_side`` (bilinear) and centre-crops ``s x s``, the ImageNet evaluation transform.
+        short_side: the shorter side before the crop (default ``round(max(image_size) * 256 / 224)``: Resize 256,
+            CenterCrop 224 for 224 px). ``short_side=256`` with ``image_size=256`` gives the 256 px image of
+            Zhang's crop-consistency protocol.
         resize: False never resizes (pre-generated ImageNet-C); ``image_size`` is then the size every image must
             have, checked at load.
         class_names: the expected class list; when given the folder must hold exactly these classes.
@@ -43,6 +47,7 @@ class ImageFolderDataset(ImageDataset):
         resize: bool = True,
         class_names: Sequence[str] | None = None,
         check_files: bool = True,
+        short_side: int | None = None,
     ) -> None:
         root = Path(root)
         if not root.is_dir():
@@ -63,6 +68,7 @@ class ImageFolderDataset(ImageDataset):
         super().__init__(name=name, split=split, class_names=classes, channels=3, image_size=size)
         self.root = root
         self.resize = resize
+        self.short_side = _check_short_side(name, size, short_side)
         self.strict = strict
         self.skipped: list[tuple[str, str]] = []
         samples: list[tuple[str, int]] = []
@@ -105,6 +111,16 @@ class ImageFolderDataset(ImageDataset):
             )
         self.samples = samples
 
+    def at_size(self, image_size: int | tuple[int, int], short_side: int | None = None) -> ImageFolderDataset:
+        """The same files (same samples and sample ids) read at another size: shorter side to ``short_side``,
+        then a centre crop of ``image_size``."""
+        if not self.resize:
+            raise ValueError(f"{self.name}: images that are never resized cannot be read at another size")
+        other = copy.copy(self)
+        other.image_size = _parse_size(image_size)
+        other.short_side = _check_short_side(self.name, other.image_size, short_side)
+        return other
+
     @property
     def num_skipped(self) -> int:
         """Number of files skipped as unreadable."""
@@ -124,7 +140,7 @@ class ImageFolderDataset(ImageDataset):
             with Image.open(path) as img:
                 img = img.convert("RGB")
                 if self.image_size is not None and self.resize:
-                    img = _resize_center_crop(img, self.image_size)
+                    img = _resize_center_crop(img, self.image_size, self.short_side)
                 array = np.asarray(img, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{self.name}: cannot decode image {path!r}: {exc}") from exc
@@ -134,6 +150,16 @@ class ImageFolderDataset(ImageDataset):
                 f"{self.image_size[0]}x{self.image_size[1]} (pre-generated images are never resized)"
             )
         return _to_chw_tensor(array, "NHWC"), label
+
+
+def _check_short_side(name: str, size: tuple[int, int] | None, short_side: Any) -> int | None:
+    if short_side is None:
+        return None
+    if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
+        raise ValueError(f"{name}: short_side must be a positive int, got {short_side!r}")
+    if size is not None and short_side < max(size):
+        raise ValueError(f"{name}: short_side {short_side} is smaller than the {size[0]}x{size[1]} crop")
+    return int(short_side)
 
 
 def _header_problem(path: str) -> str | None:
@@ -148,12 +174,14 @@ def _header_problem(path: str) -> str | None:
     return None
 
 
-def _resize_center_crop(img: Any, size: tuple[int, int]) -> Any:
-    """Shorter side to ``round(max(size) * 256 / 224)`` (bilinear), then a centre crop of ``size``."""
+def _resize_center_crop(img: Any, size: tuple[int, int], short_side: int | None = None) -> Any:
+    """Shorter side to ``short_side`` (default ``round(max(size) * 256 / 224)``; bilinear), then a centre crop of
+    ``size``."""
     from PIL import Image
 
     th, tw = size
-    short = round(max(th, tw) * 256 / 224)
+    short = round(max(th, tw) * 256 / 224) if short_side is None else int(short_side)
+
     w, h = img.size
     if w <= h:
         nw, nh = short, int(short * h / w)

@@ -99,6 +99,69 @@ def prepare_batch(batch: Tensor, *, channels: int, size: int | tuple[int, int] |
     return x if size is None else resize_to(x, size)
 
 
+_JPEG_POOL: Any = None
+
+
+def _jpeg_pool() -> Any:
+    global _JPEG_POOL
+    if _JPEG_POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _JPEG_POOL = ThreadPoolExecutor(
+            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="store"
+        )
+    return _JPEG_POOL
+
+
+def _jpeg_file_round_trip(plane: Any, quality: int) -> Any:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    # the generator also asked for optimize=True: optimal Huffman tables, a smaller file with the same pixels
+    Image.fromarray(plane[..., 0] if plane.shape[-1] == 1 else plane).save(
+        buf, format="JPEG", quality=quality
+    )
+    buf.seek(0)
+    with Image.open(buf) as decoded:
+        return np.asarray(decoded, dtype=np.uint8).reshape(plane.shape)
+
+
+def store_as_jpeg(x: Tensor, quality: int = 85) -> Tensor:
+    """Write each image to an in-memory JPEG file and read it back (Pillow's encoder, 4:2:0 chroma subsampling).
+
+    The published ImageNet-C images were corrupted, converted to 8-bit and saved as quality-85 JPEG files
+    (docs/metrics.md, "Normalisers"); this is that storage step for images corrupted on the fly. ``x`` is
+    ``(N, C, H, W)`` uint8 or float in [0, 1] on the 8-bit levels k / 255 (what ``corruptions.corrupt`` returns;
+    the level is recovered by rounding). Returns the decoded images, same shape, dtype and device. Images are
+    coded in a thread pool (the codec releases the GIL); each depends only on itself.
+    """
+    import numpy as np
+
+    q = int(quality)
+    if not 1 <= q <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality!r}")
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"store_as_jpeg expects (N, 1 | 3, H, W) images, got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        levels = x
+    elif x.is_floating_point():
+        levels = (x.detach().float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        raise TypeError(f"store_as_jpeg expects uint8 or floating images, got {x.dtype}")
+    planes = levels.permute(0, 2, 3, 1).cpu().numpy()
+    if len(planes) == 0:
+        return x.clone()
+    decoded = list(_jpeg_pool().map(lambda p: _jpeg_file_round_trip(p, q), planes))
+    y = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(x.device)
+    if x.dtype == torch.uint8:
+        return y.contiguous()
+    return (y.to(torch.float32) / 255.0).to(x.dtype)
+
+
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, for ``(N, C, H, W)`` input in [0, 1]."""
 

@@ -144,6 +144,7 @@ def evaluate(
     new_run: bool = False,
     strict: bool = False,
     backend: str = "torch",
+    jpeg_storage: bool = True,
     clean_dataset: Any = None,
     n_boot: int = 1000,
     arch: str | None = None,
@@ -172,6 +173,8 @@ def evaluate(
             the one model with max pooling, else the first).
         new_run: discard what the run directory holds instead of resuming.
         strict: unreadable image files are fatal instead of skipped.
+        jpeg_storage: on-the-fly ``imagenet-c`` cells store each corrupted image as a quality-85 JPEG and decode
+            it, the published generator's last step (False skips it; no row is then AlexNet-normalised).
         clean_dataset: clean images for a pre-generated set (spec or dataset) - gives clean error and relative mCE.
         n_boot: bootstrap resamples for the CIs (0: none).
         arch, pool, num_classes, in_channels, trust_pickle: how to load external checkpoints.
@@ -251,6 +254,7 @@ def evaluate(
         int(seed),
         backend,
         clean=not pregenerated or clean_dataset is not None,
+        jpeg_storage=jpeg_storage,
     )
     if pregenerated and clean_dataset is not None:
         _check_classes(models, clean_dataset)

@@ -64,6 +64,7 @@ def plan_cells(
     seed: int = 0,
     backend: str | None = "torch",
     clean: bool = True,
+    jpeg_storage: bool = True,
 ) -> list[CellSpec]:
     """All cells of a run: each model's clean cell, then every suite's cells (checks class counts first).
 
@@ -71,10 +72,23 @@ def plan_cells(
         ValueError: unknown suites / corruptions / severities, or a model whose class count differs from the
             dataset's - all before any image is evaluated.
     """
-    return _plan(models, suites, dataset, corruptions, severities, limit, seed, backend, clean)[0]
+    return _plan(
+        models,
+        suites,
+        dataset,
+        corruptions,
+        severities,
+        limit,
+        seed,
+        backend,
+        clean,
+        jpeg_storage=jpeg_storage,
+    )[0]
 
 
-def _plan(models, suites, dataset, corruptions, severities, limit, seed, backend, clean):
+def _plan(
+    models, suites, dataset, corruptions, severities, limit, seed, backend, clean, *, jpeg_storage=True
+):
     pregenerated = isinstance(dataset, PregeneratedSet)
     _check_classes(models, dataset)
     resolved = _resolve_suites(suites, dataset)
@@ -87,6 +101,7 @@ def _plan(models, suites, dataset, corruptions, severities, limit, seed, backend
         limit=limit,
         seed=seed,
         backend=backend,
+        jpeg_storage=bool(jpeg_storage),
     )
     cells: list[CellSpec] = []
     if clean and any(kind.needs_clean for kind, _, _ in resolved.values()):

@@ -4,7 +4,8 @@ cells in.
 Input pipeline for every batch (streamed; the corrupted dataset is never held in memory)::
 
     uint8 (B, C, H, W) -> device -> float [0, 1] -> match channels -> resize to the model's input size
-      -> corrupt (per-image seeds from the sample ids) -> normalise (checkpoint mean/std) -> model -> top-5
+      -> corrupt (per-image seeds from the sample ids) -> [store as JPEG and decode: on-the-fly imagenet-c]
+      -> normalise (checkpoint mean/std) -> model -> top-5
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 
 from corruptions.api import corrupt
 
-from ..data import Preprocess, iter_batches, open_dataset, select_indices
+from ..data import Preprocess, iter_batches, open_dataset, select_indices, store_as_jpeg
 from .cells import TOPK, CellResult, CellSpec
 from .models import ModelEntry, prepare_model
 from .suite_kinds import kind_of_cell
@@ -75,6 +76,7 @@ def run_cell(
     corrupting = spec.kind == "corruption"
     if corrupting:
         suite = spec.suite if suite is None else suite
+    jpeg_quality = _storage_quality(spec)
     model = prepare_model(model, device, channels_last=channels_last)
     normalize = preprocess.normalizer(device)
 
@@ -96,6 +98,8 @@ def run_cell(
                 x = corrupt(
                     x, spec.corruption, spec.severity, suite=suite, seed=spec.seed, ids=batch_ids, **kwargs
                 )
+                if jpeg_quality is not None:
+                    x = store_as_jpeg(x, jpeg_quality)
             if normalize is not None:
                 x = normalize(x)
             if channels_last:
@@ -139,6 +143,19 @@ def run_cell(
         "device": str(device),
     }
     return CellResult(arrays={"top5": top5, "labels": labels_out, "ids": ids}, info=info)
+
+
+def _storage_quality(spec: CellSpec) -> int | None:
+    """The JPEG quality of the cell's storage step (``options`` entry ``("storage", "jpeg<Q>")``), or None."""
+    storage = dict(spec.options).get("storage")
+    if storage is None or spec.kind != "corruption":
+        return None
+    text = str(storage)
+    if not text.startswith("jpeg") or not text[4:].isdigit():
+        raise ValueError(
+            f"cell {spec.key}: unknown storage step {storage!r}; valid: jpeg<quality>, e.g. jpeg85"
+        )
+    return int(text[4:])
 
 
 # ====================================================================================================== context

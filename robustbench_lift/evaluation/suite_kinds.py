@@ -38,6 +38,9 @@ class PlanOptions:
     limit: int | None
     seed: int
     backend: str | None
+    #: on-the-fly ``imagenet-c`` cells store every corrupted image as a quality-85 JPEG and decode it, as the
+    #: published files were made (False skips it, and then no row is AlexNet-normalised)
+    jpeg_storage: bool = True
 
 
 @dataclass(frozen=True)

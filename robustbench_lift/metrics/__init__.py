@@ -5,7 +5,16 @@
 
 from __future__ import annotations
 
-from .bootstrap import BootstrapResult, Resampler, bootstrap_ci, interval, paired_bootstrap_diff, ratio_or_nan
+from .bootstrap import (
+    BootstrapResult,
+    Resampler,
+    bootstrap_ci,
+    dropped_note,
+    interval,
+    paired_bootstrap_diff,
+    ratio_or_nan,
+    undefined_resamples,
+)
 from .corruption import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERRORS,
@@ -55,6 +64,8 @@ __all__ = [
     "Resampler",
     "interval",
     "ratio_or_nan",
+    "dropped_note",
+    "undefined_resamples",
     "bootstrap_ci",
     "paired_bootstrap_diff",
 ]

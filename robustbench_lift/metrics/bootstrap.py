@@ -23,7 +23,8 @@ from corruptions.rng import numpy_generator
 class BootstrapResult:
     """A point estimate with a percentile bootstrap interval.
 
-    ``significant`` is True when the interval excludes 0 (meaningful for differences).
+    ``significant`` is True when the interval excludes 0 (meaningful for differences). ``dropped`` counts the
+    resamples where the statistic was undefined (non-finite), left out of the interval (:func:`dropped_note`).
     """
 
     estimate: float
@@ -32,6 +33,7 @@ class BootstrapResult:
     n: int
     n_boot: int
     alpha: float
+    dropped: int = 0
 
     @property
     def significant(self) -> bool:
@@ -75,6 +77,28 @@ def interval(v: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
         return point, math.nan, math.nan
     lo, hi = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
     return point, float(lo), float(hi)
+
+
+def undefined_resamples(v: np.ndarray) -> int:
+    """How many resamples of a (1 + B,) vector are undefined (non-finite, e.g. a ratio whose denominator is 0)."""
+    reps = np.asarray(v, dtype=np.float64).reshape(-1)[1:]
+    return int((~np.isfinite(reps)).sum())
+
+
+def dropped_note(v: np.ndarray) -> str:
+    """The protocol note for a (1 + B,) vector with undefined resamples ("" when every resample is defined).
+
+    :func:`interval` leaves undefined resamples out, so the interval is conditional on the statistic being
+    defined; the note says how many were dropped (or that there is no interval when more than half were).
+    """
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    total = v.size - 1
+    k = undefined_resamples(v)
+    if k == 0 or not math.isfinite(float(v[0])):
+        return ""
+    if total - k < 0.5 * total:
+        return f"; no CI: the statistic is undefined in {k} of {total} bootstrap resamples"
+    return f"; CI from {total - k} of {total} bootstrap resamples ({k} dropped: the statistic is undefined there)"
 
 
 def ratio_or_nan(fn: Callable[..., Any], *args: np.ndarray) -> np.ndarray:
@@ -135,8 +159,9 @@ def _interval(
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
         means.append(vec[row : row + rows].reshape(*a.shape[:-1], 1 + n_boot))
         row += rows
-    estimate, low, high = interval(_stat(stat_fn, means, 1 + n_boot), alpha)
-    return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha))
+    vec = _stat(stat_fn, means, 1 + n_boot)
+    estimate, low, high = interval(vec, alpha)
+    return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha), undefined_resamples(vec))
 
 
 def bootstrap_ci(

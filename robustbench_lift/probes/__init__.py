@@ -7,12 +7,15 @@ format (suite ``shift`` for the shift probes, ``reconstruction`` for the reconst
 
 Shift protocols (not comparable with each other; each row's ``protocol`` names its own):
 
-* ``crop``: reflect-pad by S, two crops of the original size at offsets drawn in [0, S) per axis, per image, from a
-  seeded generator (``crop_size=224`` on 256 px input gives Zhang's ImageNet protocol: no padding, offsets in
-  [0, 32)); consistency = fraction of pairs whose top-1 agree.
+* ``crop``: two crops per image at offsets drawn per image from a seeded generator; consistency = fraction of
+  pairs whose top-1 agree. ``protocol="zhang"`` (with ``crop_size``): crops of ``crop_size`` from a larger image,
+  Zhang's ImageNet protocol for 224 px crops of the 256 px image (offsets in [0, 32)), which the evaluator reads for
+  image folders; ``"aps"`` (default for fixed-size data): zero-pad S, offsets in [0, 2S) (S = 3 up to 64 px);
+  ``"reflect"``: reflect-pad S, offsets in [0, S), a one-way variant of no published protocol.
 * ``circular``: two ``torch.roll`` shifts drawn in [-S, S) per axis (Chaman & Dokmanic; S = 3 for 32 px).
-* ``diagonal``: shift by s = 0..S pixels along the diagonal (circular by default, or reflect): accuracy, mean
-  probability of the true class and agreement with the unshifted prediction, per s (a curve).
+* ``diagonal``: shift by s = 0..S pixels along the diagonal: accuracy, mean probability of the true class and
+  agreement with the unshifted prediction, per s (a curve). ``mode="zhang"`` (with ``crop_size``): crops at (s, s)
+  of the larger image, real content only (Zhang's curve); ``"circular"`` (default otherwise) or ``"reflect"``.
 * ``equivariance``: for each pooling layer, ``||f(roll(x, d)) - shift(f(x), d / stride)|| / ||f(x)||`` with a
   circular diagonal input shift d; an integer roll when d is a multiple of the layer's cumulative stride, a
   band-limited (Fourier) fractional shift otherwise.

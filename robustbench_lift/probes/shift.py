@@ -1,4 +1,7 @@
-"""Shift-consistency probes: crop and circular consistency, and the diagonal-shift curve (docs/perturbations_and_probes.md)."""
+"""Shift-consistency probes: crop and circular consistency, and the diagonal-shift curve.
+
+Every protocol is named in its rows (docs/perturbations_and_probes.md, "Shift probes").
+"""
 
 from __future__ import annotations
 
@@ -25,36 +28,69 @@ def _roll(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
-def _default_crop_shift(h: int) -> int:
-    return max(1, h // 8)
-
-
 def _default_roll_shift(h: int) -> int:
     return 3 if h <= 64 else 32
 
 
+#: Crop-consistency protocols (docs/perturbations_and_probes.md, "Shift probes"); each row's protocol names its own.
+CROP_PROTOCOLS: tuple[str, ...] = ("zhang", "aps", "reflect")
+#: Diagonal-curve protocols: Zhang's crops of real image content, or shifts of the input itself.
+DIAGONAL_MODES: tuple[str, ...] = ("zhang", "circular", "reflect")
+#: Zhang's ImageNet crop protocol: 224 px crops of the 256 px image (Resize 256, CenterCrop 256).
+ZHANG_SIZES = (256, 224)
+
+
+def _zhang_name(h: int, w: int, size: int) -> str:
+    """Zhang's name only for his ImageNet sizes (256 px image, 224 px crops); other sizes are "Zhang-style"."""
+    image, crop = ZHANG_SIZES
+    if (h, w, size) == (image, image, crop):
+        return "Zhang 2019 ImageNet protocol"
+    return "Zhang-style crops of real image content"
+
+
+def _pick(value: str | None, valid: tuple[str, ...], default: str, what: str) -> str:
+    if value is None:
+        return default
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
 @PROBES.register("crop", suite="shift")
-def _crop(run: ProbeRun, *, shift: int | None = None, pairs: int = 1, crop_size: int | None = None):
+def _crop(
+    run: ProbeRun,
+    *,
+    protocol: str | None = None,
+    shift: int | None = None,
+    pairs: int = 1,
+    crop_size: int | None = None,
+):
     """Crop consistency: per image ``pairs`` pairs of crops at seeded random offsets; top-1 agreement.
 
     Args:
-        shift: S. Without ``crop_size``: reflect-pad by S, crops of the original size at offsets in [0, S) per axis
-            (default S = H // 8: 4 px for 32 px images). With ``crop_size``: no padding, square crops of that size
-            at offsets in [0, H - crop_size) (Zhang's ImageNet protocol: 256 px input, ``crop_size=224``).
+        protocol: ``"zhang"`` (default with ``crop_size``): no padding, square crops of ``crop_size`` at offsets
+            in [0, H - crop_size) per axis - Zhang's ImageNet protocol when the images are the 256 px
+            Resize 256 / CenterCrop 256 images and ``crop_size=224`` (offsets in [0, 32)). ``"aps"`` (default
+            otherwise): the APS random-crop protocol, zero-pad by S and take crops of the original size at offsets
+            in [0, 2S) per axis (S = 3 up to 64 px, as for CIFAR-10; 32 above). ``"reflect"``: reflect-pad by S,
+            offsets in [0, S) (every crop moves the same way: relative shifts up to S - 1; no published protocol).
+        shift: S for ``aps`` / ``reflect``; for ``zhang`` it caps the offset range.
         pairs: crop pairs per image.
+        crop_size: the model's input size, for ``zhang`` (the images are then larger than the model's input).
     """
     pairs = _positive_int(pairs, "pairs")
+    protocol = _pick(protocol, CROP_PROTOCOLS, "zhang" if crop_size is not None else "aps", "crop protocol")
+    if protocol == "zhang" and crop_size is None:
+        raise ValueError(
+            "crop protocol 'zhang' needs crop_size (the model's input size, smaller than the images)"
+        )
+    if protocol != "zhang" and crop_size is not None:
+        raise ValueError(f"crop protocol {protocol!r} crops at the image size; crop_size is for 'zhang' only")
     agree_all, correct_all, offsets_all = [], [], []
-    s_used = None
+    s_used = h = w = None
     for ids, x, y in run.batches():
         n, c, h, w = x.shape
-        if crop_size is None:
-            s = _positive_int(shift, "shift") if shift is not None else _default_crop_shift(h)
-            if s >= min(h, w):
-                raise ValueError(f"crop shift {s} must be smaller than the image side {min(h, w)}")
-            src = F.pad(x, (s, s, s, s), mode="reflect")
-            ch, cw, range_y, range_x = h, w, s, s
-        else:
+        if protocol == "zhang":
             size = _positive_int(crop_size, "crop_size")
             if size >= min(h, w):
                 raise ValueError(f"crop_size {size} must be smaller than the prepared image {(h, w)}")
@@ -64,6 +100,14 @@ def _crop(run: ProbeRun, *, shift: int | None = None, pairs: int = 1, crop_size:
             if shift is not None:
                 range_y = range_x = min(_positive_int(shift, "shift"), range_y, range_x)
             s = range_y
+        else:
+            s = _positive_int(shift, "shift") if shift is not None else _default_roll_shift(h)
+            if s >= min(h, w):
+                raise ValueError(f"crop shift {s} must be smaller than the image side {min(h, w)}")
+            mode = "constant" if protocol == "aps" else "reflect"
+            src = F.pad(x, (s, s, s, s), mode=mode)
+            ch, cw = h, w
+            range_y = range_x = 2 * s if protocol == "aps" else s
         s_used = s
         off = torch.stack(
             [
@@ -94,10 +138,21 @@ def _crop(run: ProbeRun, *, shift: int | None = None, pairs: int = 1, crop_size:
     agree = np.concatenate(agree_all)
     correct = np.concatenate(correct_all)
     n_pairs = agree.size
-    if crop_size is None:
-        how = f"reflect-pad {s_used}, two {h}x{w} crops at offsets in [0,{s_used}) per axis"
+    if protocol == "zhang":
+        how = (
+            f"{_zhang_name(h, w, crop_size)}: two {crop_size} px crops of the {h}x{w} image at offsets in "
+            f"[0,{s_used}) per axis"
+        )
+    elif protocol == "aps":
+        how = (
+            f"APS random-crop protocol (Chaman & Dokmanic): zero-pad {s_used}, two {h}x{w} crops at offsets in "
+            f"[0,{2 * s_used}) per axis"
+        )
     else:
-        how = f"two {crop_size} px crops of the {h}x{w} input at offsets in [0,{s_used}) per axis (Zhang)"
+        how = (
+            f"reflect-pad {s_used}, two {h}x{w} crops at offsets in [0,{s_used}) per axis (one-way shifts; "
+            "not a published protocol)"
+        )
     proto = f"crop consistency, {how}, drawn per image (seeded), {pairs} pair(s) per image"
     rows = [
         run.row(
@@ -179,8 +234,11 @@ def _circular(run: ProbeRun, *, shift: int | None = None, pairs: int = 1):
     return {"agree": agree, "correct": correct, "shifts": np.concatenate(shifts_all)}, rows
 
 
-def _diagonal_shift(x: Tensor, s: int, mode: str) -> Tensor:
-    """Move content down-right by s pixels: circular roll, or reflect-padding the top-left border."""
+def _diagonal_shift(x: Tensor, s: int, mode: str, size: int | None = None) -> Tensor:
+    """Content moved down-right by s pixels: circular roll, reflect-padding the top-left border, or (``zhang``) the
+    ``size`` px crop at offset (s, s) of a larger image, which moves the content up-left over real pixels."""
+    if mode == "zhang":
+        return x[..., s : s + size, s : s + size]
     if s == 0:
         return x
     if mode == "circular":
@@ -190,26 +248,46 @@ def _diagonal_shift(x: Tensor, s: int, mode: str) -> Tensor:
 
 
 @PROBES.register("diagonal", suite="shift")
-def _diagonal(run: ProbeRun, *, shift: int | None = None, mode: str = "circular"):
-    """Diagonal shift curve (Zhang): for s = 0..S, accuracy, P(true class) and agreement with s = 0.
+def _diagonal(
+    run: ProbeRun, *, shift: int | None = None, mode: str | None = None, crop_size: int | None = None
+):
+    """Diagonal shift curve: for s = 0..S, accuracy, P(true class) and agreement with s = 0.
 
     Args:
-        shift: S, the largest shift (default H // 4: 8 px for 32 px images).
-        mode: ``"circular"`` (roll) or ``"reflect"`` (the uncovered border is reflected).
+        mode: ``"zhang"`` (default with ``crop_size``): Zhang's curve, ``crop_size`` px crops at (s, s) of the
+            larger image, s = 0..H - crop_size (0..32 for the 256 px image and 224 px crops), so every shifted view
+            holds real image content. ``"circular"`` (default otherwise): the input rolled by (s, s), wrapping
+            around; ``"reflect"``: the uncovered border reflected. Neither of the last two is Zhang's curve.
+        shift: S, the largest shift (default H // 4 for circular / reflect; for ``zhang`` it caps H - crop_size).
+        crop_size: the model's input size, for ``zhang``.
     """
-    modes = ("circular", "reflect")
-    if mode not in modes:
-        raise ValueError(f"unknown diagonal shift mode {mode!r}; valid: {', '.join(modes)}")
+    mode = _pick(
+        mode, DIAGONAL_MODES, "zhang" if crop_size is not None else "circular", "diagonal shift mode"
+    )
+    if mode == "zhang" and crop_size is None:
+        raise ValueError(
+            "diagonal mode 'zhang' needs crop_size (the model's input size, smaller than the images)"
+        )
+    if mode != "zhang" and crop_size is not None:
+        raise ValueError(f"diagonal mode {mode!r} shifts the model's input; crop_size is for 'zhang' only")
     preds, probs, labels = [], [], []
-    s_max = None
+    s_max = h = w = None
     for _, x, y in run.batches():
-        h = x.shape[-2]
-        s_max = _positive_int(shift, "shift") if shift is not None else max(1, h // 4)
-        if mode == "reflect" and s_max >= min(x.shape[-2:]):
-            raise ValueError(f"reflect shift {s_max} must be smaller than the image side {min(x.shape[-2:])}")
+        h, w = x.shape[-2:]
+        if mode == "zhang":
+            size = _positive_int(crop_size, "crop_size")
+            if size >= min(h, w):
+                raise ValueError(f"crop_size {size} must be smaller than the prepared image {(h, w)}")
+            s_max = min(h, w) - size
+            if shift is not None:
+                s_max = min(_positive_int(shift, "shift"), s_max)
+        else:
+            s_max = _positive_int(shift, "shift") if shift is not None else max(1, h // 4)
+            if mode == "reflect" and s_max >= min(h, w):
+                raise ValueError(f"reflect shift {s_max} must be smaller than the image side {min(h, w)}")
         p_batch, q_batch = [], []
         for s in range(s_max + 1):
-            logits = run.logits(_diagonal_shift(x, s, mode))
+            logits = run.logits(_diagonal_shift(x, s, mode, crop_size))
             p_batch.append(logits.argmax(dim=1))
             q_batch.append(logits.softmax(dim=1).gather(1, y[:, None].clamp_min(0))[:, 0])
         preds.append(torch.stack(p_batch, dim=1).cpu().numpy())
@@ -219,7 +297,19 @@ def _diagonal(run: ProbeRun, *, shift: int | None = None, mode: str = "circular"
     prob = np.concatenate(probs).astype(np.float64)
     lab = np.concatenate(labels)
     n = len(lab)
-    base = f"diagonal shift by s px ({mode}{' roll' if mode == 'circular' else ' padding'}), s = 0..{s_max} (Zhang)"
+    if mode == "zhang":
+        name = (
+            "Zhang 2019" if (h, w, crop_size) == (ZHANG_SIZES[0],) * 2 + (ZHANG_SIZES[1],) else "Zhang-style"
+        )
+        base = f"diagonal shift curve ({name}): {crop_size} px crops at (s, s) of the {h}x{w} image, s = 0..{s_max}"
+    elif mode == "circular":
+        base = (
+            f"diagonal shift curve, circular roll by (s, s) (wraps around; not Zhang's crops), s = 0..{s_max}"
+        )
+    else:
+        base = (
+            f"diagonal shift curve, shift by (s, s) with reflect padding (not Zhang's crops), s = 0..{s_max}"
+        )
     rows = []
     for s in range(s_max + 1):
         rows.append(

@@ -545,3 +545,34 @@ def test_fashion_mnist_download_into_torchvision_layout(
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
     ds = open_dataset(f"fashion-mnist:{tmp_path / 'fm'}", download=True, split="train")
     assert len(ds) == 7 and ds.class_names == FASHION_MNIST_CLASSES
+
+
+# ------------------------------------------------------------------------------------------- JPEG storage step
+def test_store_as_jpeg_is_a_quality_85_file_round_trip():
+    import io
+
+    from robustbench_lift.data import store_as_jpeg
+
+    rng = np.random.default_rng(0)
+    u8 = torch.from_numpy(rng.integers(0, 256, (2, 3, 24, 20), dtype=np.uint8))
+    out = store_as_jpeg(u8)
+    assert out.dtype == torch.uint8 and out.shape == u8.shape
+    for i in range(2):
+        buf = io.BytesIO()
+        # the generator's call: Image.fromarray(np.uint8(img)).save(path, quality=85, optimize=True)
+        Image.fromarray(u8[i].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=85, optimize=True)
+        expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+        np.testing.assert_array_equal(out[i].permute(1, 2, 0).numpy(), expected)
+    assert not torch.equal(out, u8)  # lossy: the step is not a no-op
+    # float images on the 8-bit levels give the same levels back, as floats
+    f = store_as_jpeg(u8.float() / 255.0)
+    assert f.dtype == torch.float32
+    torch.testing.assert_close(f * 255.0, out.float(), atol=1e-4, rtol=0)
+    gray = store_as_jpeg(u8[:, :1])
+    assert gray.shape == (2, 1, 24, 20)
+    with pytest.raises(ValueError, match="quality"):
+        store_as_jpeg(u8, 0)
+    with pytest.raises(ValueError, match="expects"):
+        store_as_jpeg(u8[0])
+    # batched == one by one
+    torch.testing.assert_close(torch.cat([store_as_jpeg(u8[i : i + 1]) for i in range(2)]), out)

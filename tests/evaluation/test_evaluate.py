@@ -21,6 +21,7 @@ from robustbench_lift.evaluation import (
     select_indices,
     summary_table,
 )
+from robustbench_lift.evaluation.kinds.corruption import JPEG_STORAGE_OPTION
 from robustbench_lift.schema import RESULT_COLUMNS
 from robustbench_lift.store import ConfigMismatchError, RunStore
 
@@ -254,7 +255,14 @@ def _cells_for(model: str, wrong: dict, n: int, clean_wrong: int) -> dict:
 
     out = {f"{model}/clean": ({"kind": "clean", "model": model}, cell(clean_wrong), {})}
     for (c, s), k in wrong.items():
-        spec = {"kind": "corruption", "model": model, "suite": "imagenet-c", "corruption": c, "severity": s}
+        spec = {
+            "kind": "corruption",
+            "model": model,
+            "suite": "imagenet-c",
+            "corruption": c,
+            "severity": s,
+            "options": [list(JPEG_STORAGE_OPTION)],
+        }
         out[f"{model}/imagenet-c__{c}__s{s}"] = (spec, cell(k), {})
     return out
 
@@ -263,15 +271,16 @@ def test_aggregation_against_hand_computed_values():
     n = 20
     a = _cells_for("a", {("fog", 1): 4, ("fog", 2): 8, ("speckle_noise", 1): 10}, n, clean_wrong=2)
     b = _cells_for("b", {("fog", 1): 2, ("fog", 2): 4, ("speckle_noise", 1): 5}, n, clean_wrong=1)
+    at224 = {"arch": "x", "input_size": [224, 224]}
     data = AggregateInput(
         cells={"a": a, "b": b},
-        models={"a": {"pooling": "max", "arch": "x"}, "b": {"pooling": "lift", "arch": "x"}},
+        models={"a": {"pooling": "max", **at224}, "b": {"pooling": "lift", **at224}},
         model_order=["a", "b"],
         baseline="a",
         seed=0,
         n_boot=200,
     )
-    rows = aggregate_corruption_suite("imagenet-c", {}, data)
+    rows = aggregate_corruption_suite("imagenet-c", IMAGENET_PARAMS, data)
     get = {(r["model"], r["corruption"], r["severity"], r["metric"]): r for r in rows}
     assert get[("b", "clean", 0, "top1_error")]["value"] == pytest.approx(1 / 20)
     assert get[("b", "fog", 2, "top1_error")]["value"] == pytest.approx(4 / 20)
@@ -298,7 +307,7 @@ def test_aggregation_against_hand_computed_values():
     assert r["ci_low"] < r["value"] < r["ci_high"]
     again = {
         (x["model"], x["corruption"], x["severity"], x["metric"]): x
-        for x in aggregate_corruption_suite("imagenet-c", {}, data)
+        for x in aggregate_corruption_suite("imagenet-c", IMAGENET_PARAMS, data)
     }
     assert again[("a", "fog", 2, "top1_error")]["ci_low"] == r["ci_low"]
     # other suites are normalised by the baseline
@@ -314,6 +323,57 @@ def test_aggregation_against_hand_computed_values():
     assert math.isnan(get[("b", "benchmark", 0, "mce")]["ci_low"]) is False
     table = summary_table(__import__("pandas").DataFrame(rows))
     assert list(table["model"]) == ["a", "b"]
+
+
+#: Suite parameters of an imagenet-c suite whose data passed the check against the published pipeline.
+IMAGENET_PARAMS = {"reference": {"alexnet": True, "why": ""}}
+
+
+@pytest.mark.parametrize(
+    "params, options, size, why",
+    [
+        ({}, [list(JPEG_STORAGE_OPTION)], [224, 224], "made before"),
+        (
+            {"reference": {"alexnet": False, "why": "the data has 10 classes, not ImageNet's 1000"}},
+            [list(JPEG_STORAGE_OPTION)],
+            [224, 224],
+            "10 classes",
+        ),
+        (IMAGENET_PARAMS, [], [224, 224], "JPEG storage step"),
+        (IMAGENET_PARAMS, [list(JPEG_STORAGE_OPTION)], [32, 32], "input is 32x32"),
+    ],
+)
+def test_imagenet_c_outside_the_published_pipeline_is_not_alexnet_normalised(params, options, size, why):
+    n = 20
+    a = _cells_for("a", {("fog", 1): 4, ("fog", 2): 8}, n, clean_wrong=2)
+    b = _cells_for("b", {("fog", 1): 2, ("fog", 2): 4}, n, clean_wrong=1)
+    for cells in (a, b):
+        for spec, _, _ in cells.values():
+            if spec["kind"] == "corruption":
+                spec["options"] = options
+    info = {"arch": "x", "input_size": size}
+    data = AggregateInput(
+        cells={"a": a, "b": b},
+        models={"a": {"pooling": "max", **info}, "b": {"pooling": "lift", **info}},
+        model_order=["a", "b"],
+        baseline="a",
+        seed=0,
+        n_boot=50,
+    )
+    rows = aggregate_corruption_suite("imagenet-c", params, data)
+    assert not [r for r in rows if "AlexNet" in r["protocol"]]
+    get = {(r["model"], r["corruption"], r["severity"], r["metric"]): r for r in rows}
+    assert get[("b", "fog", 0, "ce")]["value"] == pytest.approx(50.0)  # by the baseline model instead
+    mce = get[("b", "benchmark", 0, "mce")]["protocol"]
+    assert (
+        "baseline model 'a'" in mce and "no row normalised by the published ImageNet-C" in mce and why in mce
+    )
+    # without a baseline model only the unnormalised mean is left, and it says why
+    data.baseline = None
+    rows = aggregate_corruption_suite("imagenet-c", params, data)
+    assert not [r for r in rows if r["metric"] in ("ce", "mce")]
+    mean = [r for r in rows if r["metric"] == "mean_corruption_error" and r["corruption"] == "benchmark"]
+    assert mean and all(why in r["protocol"] for r in mean)
 
 
 def test_relative_mce_leaves_out_corruptions_where_the_baseline_is_not_degraded():
@@ -442,29 +502,122 @@ def test_dataloader_workers_give_the_same_predictions():
     np.testing.assert_array_equal(a.arrays["labels"], b.arrays["labels"])
 
 
-def test_pregenerated_imagenet_c_is_never_resized_and_alexnet_normalised(tmp_path):
+def _jpeg_bytes(seed: int, size: int = 224) -> bytes:
+    import io
+
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _image_folders(root, classes: int, per_class: int = 1, size: int = 224) -> list[str]:
+    """``root/<wnid>/<i>.JPEG`` with ImageNet-style WordNet-id folder names (the same few encoded files reused)."""
+    files = [_jpeg_bytes(i, size) for i in range(3)]
+    wnids = [f"n{i:08d}" for i in range(classes)]
+    for k, wnid in enumerate(wnids):
+        folder = root / wnid
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            (folder / f"{i}.JPEG").write_bytes(files[(k + i) % len(files)])
+    return wnids
+
+
+def _imagenet_c_layout(root, classes: int, per_class: int = 1, severities=(1, 2)) -> None:
+    """The pre-generated ImageNet-C layout ``<corruption>/<severity>/<wnid>/*.JPEG`` (224 px), fog only."""
+    for sev in severities:
+        _image_folders(root / "fog" / str(sev), classes, per_class)
+
+
+def test_pregenerated_imagenet_c_is_never_resized_and_not_alexnet_normalised_below_1000_classes(tmp_path):
     root = tmp_path / "inc"
-    for sev in (1, 2):
-        for wnid in ("n01", "n02"):
-            folder = root / "fog" / str(sev) / wnid
-            folder.mkdir(parents=True)
-            for i in range(2):
-                Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(
-                    folder / f"{i}.JPEG"
-                )
+    _imagenet_c_layout(root, classes=2, per_class=2)
     model = Tiny(in_channels=3, num_classes=2)
     with pytest.raises(ValueError, match="never resized again"):
         evaluate([model], f"imagenet-c:{root}", None, out=tmp_path / "r", progress=False)
     r = evaluate(
         [model], f"imagenet-c:{root}", None, out=tmp_path / "r", input_size=224, progress=False, n_boot=10
     )
+    assert not r.results["protocol"].str.contains("AlexNet").any()
+    ce = r.results.query("corruption == 'fog' and metric == 'ce'")
+    assert ce["protocol"].item().startswith("CE, normalised by baseline model")
+    mce = r.results.query("corruption == 'benchmark' and metric == 'mce'")["protocol"].item()
+    assert "the data has 2 classes, not ImageNet's 1000" in mce
+
+
+def test_pregenerated_1000_class_imagenet_c_is_alexnet_normalised(tmp_path):
+    root = tmp_path / "inc"
+    _imagenet_c_layout(root, classes=1000)
+    model = Tiny(in_channels=3, num_classes=1000)
+    r = evaluate(
+        [model],
+        f"imagenet-c:{root}",
+        None,
+        out=tmp_path / "r",
+        input_size=224,
+        progress=False,
+        n_boot=10,
+        limit=24,
+        batch_size=24,
+    )
     ce = r.results.query("corruption == 'fog' and metric == 'ce'")
     assert ce["protocol"].item().startswith("CE, AlexNet-normalised")
     errors = r.results.query("corruption == 'fog' and metric == 'top1_error'")["value"].to_numpy()
     assert ce["value"].item() == pytest.approx(100 * errors.sum() / sum(metrics.ALEXNET_ERRORS["fog"][:2]))
+    mce = r.results.query("corruption == 'benchmark' and metric == 'mce'")["protocol"].item()
+    assert mce.startswith(metrics_protocol_alexnet())
+
+
+def metrics_protocol_alexnet() -> str:
+    from robustbench_lift.schema import Protocol
+
+    return Protocol.MCE_ALEXNET
+
+
+def _on_the_fly(tmp_path, classes: int, **kw):
+    root = tmp_path / "val"
+    if not root.exists():
+        _image_folders(root, classes, size=240)
+    model = Tiny(in_channels=3, num_classes=classes)
+    return evaluate(
+        [model],
+        f"imagefolder:{root}",
+        "imagenet-c",
+        out=tmp_path / "r",
+        input_size=224,
+        corruptions=["brightness"],
+        severities=[1],
+        limit=12,
+        batch_size=12,
+        progress=False,
+        n_boot=10,
+        **kw,
+    )
+
+
+def test_on_the_fly_imagenet_c_on_a_10_class_folder_has_no_alexnet_rows(tmp_path):
+    r = _on_the_fly(tmp_path, 10)
+    assert not r.results["protocol"].str.contains("AlexNet").any()
+    assert (r.results["metric"] == "ce").any()  # normalised by the run's (only) model instead
+    mce = r.results.query("corruption == 'benchmark' and metric == 'mce'")["protocol"].item()
+    assert "no row normalised by the published ImageNet-C reference errors" in mce and "10 classes" in mce
+
+
+def test_on_the_fly_imagenet_c_on_1000_imagenet_classes_stores_jpeg_85_and_is_alexnet_normalised(tmp_path):
+    r = _on_the_fly(tmp_path, 1000)
+    ce = r.results.query("corruption == 'brightness' and metric == 'ce'")
+    assert ce["protocol"].item().startswith("CE, AlexNet-normalised")
+    with RunStore(r.run_dir) as store:
+        specs = [spec for _, spec, _, _ in store.iter_cells() if spec["kind"] == "corruption"]
+    assert specs and all(["storage", "jpeg85"] in spec["options"] for spec in specs)
+    # turning the storage step off re-runs the cells without it, and the AlexNet rows go
+    r = _on_the_fly(tmp_path, 1000, jpeg_storage=False)
+    assert r.cells_run == 1
+    assert not r.results["protocol"].str.contains("AlexNet").any()
+    mce = r.results.query("corruption == 'benchmark' and metric == 'mce'")["protocol"].item()
+    assert "JPEG storage step" in mce
 
 
 def test_unknown_corruption_among_known_ones_is_refused():

@@ -119,17 +119,26 @@ def _aggregate(
             )
         for c, errs in table.items():
             for s, e in enumerate(errs, 1):
-                spec = {"kind": "corruption", "suite": suite, "corruption": c, "severity": s}
+                # cells of the published pipeline: on-the-fly imagenet-c cells are stored as JPEG-85 files
+                spec = {
+                    "kind": "corruption",
+                    "suite": suite,
+                    "corruption": c,
+                    "severity": s,
+                    "options": [["storage", "jpeg85"]],
+                }
                 mine[f"{model}/{c}/{s}"] = (spec, arrays(e), {})
     data = AggregateInput(
         cells=cells,
-        models={m: {"pooling": m, "arch": "toy"} for m in tables},
+        models={m: {"pooling": m, "arch": "toy", "input_size": [224, 224]} for m in tables},
         model_order=list(tables),
         baseline=baseline,
         seed=0,
         n_boot=n_boot,
     )
-    rows = aggregate_corruption_suite(suite, {}, data)
+    # the suite parameters of 1000-class ImageNet data (what resolving the suite on such data records)
+    params = {"reference": {"alexnet": True, "why": ""}} if suite == "imagenet-c" else {}
+    rows = aggregate_corruption_suite(suite, params, data)
     return {(r["model"], r["corruption"], r["metric"]): r["value"] for r in rows if r["severity"] == 0}
 
 
@@ -320,3 +329,29 @@ def test_relative_ce_is_undefined_when_the_baseline_is_not_degraded():
     with pytest.raises(ValueError, match="does not grow"):  # the baseline improves under the corruption
         relative_ce([0.2, 0.3], 0.1, [0.05, 0.05], 0.125)
     assert relative_ce([0.2, 0.3], 0.1, [0.2, 0.25], 0.1) == pytest.approx(100 * 0.3 / 0.25)
+
+
+def test_undefined_resamples_are_counted_in_the_protocol():
+    from robustbench_lift.metrics import dropped_note, interval, undefined_resamples
+
+    v = np.array([1.0] + [2.0] * 7 + [np.nan, np.inf, np.nan])
+    assert undefined_resamples(v) == 3
+    assert "CI from 7 of 10 bootstrap resamples (3 dropped" in dropped_note(v)
+    value, lo, hi = interval(v)
+    assert (value, lo, hi) == (1.0, 2.0, 2.0)
+    assert dropped_note(np.array([1.0, 2.0, 3.0])) == ""
+    mostly = np.array([1.0, 2.0] + [np.nan] * 4)
+    assert "no CI: the statistic is undefined in 4 of 5" in dropped_note(mostly)
+
+
+def test_bootstrap_ci_counts_undefined_resamples():
+    from robustbench_lift.metrics import bootstrap_ci
+
+    # undefined (inf) in every resample that misses the one non-zero `den` image: about (19/20)^20 = 36 % of them
+    num = np.ones(20)
+    den = np.zeros(20)
+    den[:1] = 1.0
+    with np.errstate(divide="ignore"):
+        res = bootstrap_ci(lambda a, b: a / b, num, den, n_boot=200, seed=0)
+    assert 0 < res.dropped < 200
+    assert bootstrap_ci(lambda a: a, num, n_boot=50, seed=0).dropped == 0

@@ -76,17 +76,55 @@ def test_registry():
         run_probe("rotate", _GapNet(), _DS())
 
 
-def test_crop_consistency_invariant_and_not():
-    arrays, rows = run_probe("crop", _GapNet(), _DS(flat=True), n_boot=50, pairs=3)
+class _Record(nn.Module):
+    """Remembers every input batch; predicts from the top-left pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        v = x[:, :, 0, 0]
+        return torch.cat([v, v.mean(dim=1, keepdim=True)], dim=1)
+
+
+def test_crop_consistency_default_is_the_aps_protocol_with_offsets_spanning_0_to_2s():
+    ds = _DS()
+    net = _Record()
+    arrays, rows = run_probe("crop", net, ds, n_boot=50, pairs=3)
     cons = next(r for r in rows if r["metric"] == "consistency")
-    assert cons["value"] == 1.0 and cons["n"] == 18 and cons["severity"] == 4
+    assert cons["n"] == 18 and cons["severity"] == 3
     assert cons["suite"] == "shift" and cons["corruption"] == "crop"
-    assert "reflect-pad 4" in cons["protocol"] and "[0,4)" in cons["protocol"]
+    assert "APS random-crop protocol (Chaman & Dokmanic): zero-pad 3" in cons["protocol"]
+    assert "[0,6) per axis" in cons["protocol"]
     assert all(tuple(r) == RESULT_COLUMNS for r in rows)
-    assert arrays["offsets"].shape == (6, 3, 2, 2)
+    off = arrays["offsets"]
+    assert off.shape == (6, 3, 2, 2)
+    # offsets span [0, 2S): both directions of shift relative to the uncropped image, relative shifts up to 2S-1
+    assert off.min() == 0 and off.max() == 5
+    # every crop is the zero-padded image at its offsets
+    crops = torch.cat(net.seen)
+    padded = torch.nn.functional.pad(ds.x.float() / 255, (3, 3, 3, 3))
+    for k, (b, p, c) in enumerate(np.ndindex(6, 3, 2)):
+        y0, x0 = off[b, p, c]
+        torch.testing.assert_close(crops[k], padded[b, :, y0 : y0 + 32, x0 : x0 + 32])
+    assert cons["value"] < 1.0  # the corner pixel moves
+
+
+def test_crop_reflect_variant_keeps_its_own_name():
+    arrays, rows = run_probe(
+        "crop", _GapNet(), _DS(flat=True), n_boot=0, pairs=3, protocol="reflect", shift=4
+    )
+    cons = next(r for r in rows if r["metric"] == "consistency")
+    assert cons["value"] == 1.0 and cons["severity"] == 4
+    assert "reflect-pad 4" in cons["protocol"] and "[0,4)" in cons["protocol"]
+    assert "not a published protocol" in cons["protocol"] and "APS" not in cons["protocol"]
     assert arrays["offsets"].min() >= 0 and arrays["offsets"].max() < 4
-    _, rows = run_probe("crop", _CornerNet(), _DS(), n_boot=0, pairs=3)
-    assert next(r for r in rows if r["metric"] == "consistency")["value"] < 1.0
+    with pytest.raises(ValueError, match="unknown crop protocol 'wrap'; valid: zhang, aps, reflect"):
+        run_probe("crop", _GapNet(), _DS(), protocol="wrap")
+    with pytest.raises(ValueError, match="needs crop_size"):
+        run_probe("crop", _GapNet(), _DS(), protocol="zhang")
 
 
 def test_crop_offsets_are_per_image_and_seeded():
@@ -98,13 +136,18 @@ def test_crop_offsets_are_per_image_and_seeded():
     assert not np.array_equal(a1["offsets"], a3["offsets"])
 
 
-def test_crop_imagenet_protocol_crop_size():
+def test_crop_zhang_protocol_crops_the_larger_image():
     ds = _DS(n=2)
     arrays, rows = run_probe("crop", _GapNet(), ds, crop_size=24, n_boot=0)
     assert arrays["offsets"].max() < 8
-    assert "24 px crops" in rows[0]["protocol"]
+    assert (
+        "Zhang-style crops of real image content: two 24 px crops of the 32x32 image" in rows[0]["protocol"]
+    )
+    assert "Zhang 2019" not in rows[0]["protocol"]  # his name only for 224 px crops of the 256 px image
     with pytest.raises(ValueError, match="crop_size 32 must be smaller"):
         run_probe("crop", _GapNet(), ds, crop_size=32)
+    with pytest.raises(ValueError, match="crop_size is for 'zhang' only"):
+        run_probe("crop", _GapNet(), ds, crop_size=24, protocol="aps")
 
 
 def test_circular_consistency_invariant_and_not():
@@ -126,12 +169,30 @@ def test_diagonal_curve():
     agreement = [r["value"] for r in rows if r["metric"] == "agreement"]
     acc = [r["value"] for r in rows if r["metric"] == "accuracy"]
     assert agreement == [1.0] * 6 and len(set(acc)) == 1  # circular shifts: an invariant net is flat
+    assert "circular roll" in rows[0]["protocol"] and "not Zhang's" in rows[0]["protocol"]
     arrays, rows = run_probe("diagonal", _CornerNet(), _DS(), shift=5, mode="reflect", n_boot=0)
     agreement = [r["value"] for r in rows if r["metric"] == "agreement"]
     assert agreement[0] == 1.0 and min(agreement[1:]) < 1.0
     assert "reflect padding" in rows[0]["protocol"]
-    with pytest.raises(ValueError, match="unknown diagonal shift mode 'wrap'; valid: circular, reflect"):
+    with pytest.raises(
+        ValueError, match="unknown diagonal shift mode 'wrap'; valid: zhang, circular, reflect"
+    ):
         run_probe("diagonal", _GapNet(), _DS(), mode="wrap")
+
+
+def test_diagonal_zhang_curve_crops_real_content_at_0_to_s():
+    ds = _DS(n=2)
+    net = _Record()
+    arrays, rows = run_probe("diagonal", net, ds, crop_size=24, n_boot=0)
+    assert arrays["pred"].shape == (2, 9)  # s = 0..32-24
+    assert sorted({r["severity"] for r in rows}) == list(range(9))
+    assert (
+        "Zhang-style" in rows[0]["protocol"]
+        and "24 px crops at (s, s) of the 32x32 image" in rows[0]["protocol"]
+    )
+    x = ds.x.float() / 255
+    for s, seen in enumerate(net.seen):
+        torch.testing.assert_close(seen, x[:, :, s : s + 24, s : s + 24])
 
 
 def test_fourier_shift_integer_equals_roll():

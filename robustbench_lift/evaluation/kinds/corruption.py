@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from corruptions.suites import BENCHMARK, HELD_OUT, Suite, list_suites, load_sui
 
 from ...data import PregeneratedSet, list_datasets
 from ...metrics import corruption as metrics
-from ...metrics.bootstrap import Resampler, interval, ratio_or_nan
+from ...metrics.bootstrap import Resampler, dropped_note, interval, ratio_or_nan
 from ...schema import ALL_SEVERITIES, CLEAN, Protocol, result_row
 from ...store import validate_key_part
 from ..cells import CellResult, CellSpec
@@ -27,6 +28,39 @@ from ..runner import EvalContext, run_cell
 from ..suite_kinds import AggregateInput, PlanOptions, SuiteKind, register_suite_kind
 
 log = logging.getLogger(__name__)
+
+#: The suite whose parameters and whose on-the-fly pipeline are those of the published ImageNet-C generator.
+IMAGENET_C = "imagenet-c"
+#: Quality of the JPEG files the published ImageNet-C images were stored as (docs/metrics.md, "Normalisers").
+STORAGE_JPEG_QUALITY = 85
+#: ``CellSpec.options`` entry of an on-the-fly cell whose corrupted images go through that JPEG storage step.
+JPEG_STORAGE_OPTION = ("storage", f"jpeg{STORAGE_JPEG_QUALITY}")
+#: Input size of the published pipeline (Resize 256 -> CenterCrop 224).
+IMAGENET_INPUT = (224, 224)
+_WNID = re.compile(r"^n\d{8}$")
+
+
+def _imagenet_reason(dataset: Any) -> str | None:
+    """Why ``dataset`` is not 1000-class ImageNet data (None when it is: 1000 WordNet-id class folders)."""
+    n = getattr(dataset, "num_classes", None)
+    if n != 1000:
+        return f"the data has {n} classes, not ImageNet's 1000"
+    names = [str(c) for c in getattr(dataset, "class_names", None) or ()]
+    if len(names) != 1000 or not all(_WNID.match(c) for c in names):
+        return "the 1000 class folders are not ImageNet's WordNet ids (n########)"
+    return None
+
+
+def _reference_params(dataset: Any) -> dict[str, Any]:
+    """Parameters of an ``imagenet-c`` suite saying whether its data can be divided by the published AlexNet
+    errors (the pipeline and the model's input size are checked per cell when aggregating)."""
+    if isinstance(dataset, PregeneratedSet) or getattr(dataset, "name", None) == "imagefolder":
+        reason = _imagenet_reason(dataset)
+    else:
+        reason = (
+            f"the data is {getattr(dataset, 'name', type(dataset).__name__)}, not an ImageNet image folder"
+        )
+    return {"alexnet": reason is None, "why": reason or ""}
 
 
 def _corruption_accepts(value: Any) -> bool:
@@ -52,6 +86,8 @@ def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, A
             "corruptions": list(dataset.corruptions),
             "severities": list(dataset.severities),
         }
+        if name == IMAGENET_C:
+            params["reference"] = _reference_params(dataset)
         suite = Suite(
             name=name,
             native_size=0,
@@ -66,7 +102,10 @@ def _corruption_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, A
     else:
         suite = resolve_suite(value)
     validate_key_part(suite.name, "suite name")
-    return suite.name, suite, suite.to_dict()
+    params = suite.to_dict()
+    if suite.name == IMAGENET_C:
+        params["reference"] = _reference_params(dataset)
+    return suite.name, suite, params
 
 
 def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]:
@@ -91,6 +130,12 @@ def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]
         available = list(suite.corruptions)
         sev_available = [1, 2, 3, 4, 5]
         cell_kind = "corruption"
+    # the published ImageNet-C images went through a JPEG file: on-the-fly imagenet-c cells do too (unless turned off)
+    storage = (
+        (JPEG_STORAGE_OPTION,)
+        if cell_kind == "corruption" and name == IMAGENET_C and opts.jpeg_storage
+        else ()
+    )
     # --corruptions may name entries of other suites of the run: keep this suite's (``_plan`` checks that every
     # requested name was used by some suite)
     chosen = [c for c in opts.corruptions if c in available] if opts.corruptions else available
@@ -112,6 +157,7 @@ def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]
             seed=opts.seed,
             limit=opts.limit,
             backend=opts.backend if cell_kind == "corruption" else None,
+            options=storage,
         )
         for m in opts.models
         for c in chosen
@@ -168,7 +214,8 @@ def aggregate_corruption_suite(
     Rows (docs/DESIGN.md, "Results table"): clean and per-cell top-1 / top-5 errors; per corruption the mean error
     over severities, CE and relative CE; for the benchmark and held-out groups the unnormalised mean corruption
     error, mCE and relative mCE; and ``<metric>_diff`` rows, each model minus the baseline. CE is AlexNet-normalised
-    for ``imagenet-c`` benchmark corruptions, otherwise normalised by the baseline model (= 100); severities are
+    for the benchmark corruptions of ``imagenet-c`` cells made under the published pipeline (:func:`_alexnet_reason`),
+    otherwise normalised by the baseline model (= 100) and the benchmark mCE's protocol says why; severities are
     those both sides have. 95 % percentile bootstrap CIs over images, one resample set for all models, so the
     differences are paired. When only some corruptions were evaluated the protocol says over how many.
     """
@@ -235,10 +282,12 @@ def aggregate_corruption_suite(
     def add(model: str, corruption: str, severity: int, metric: str, v: np.ndarray, protocol: str) -> None:
         value, lo, hi = interval(v)
         info = {"model": model, **data.models.get(model, {})}
-        out.append(result_row(info, name, corruption, severity, metric, value, (lo, hi), n, protocol))
+        row_protocol = protocol + dropped_note(v)
+        out.append(result_row(info, name, corruption, severity, metric, value, (lo, hi), n, row_protocol))
         stats.setdefault(model, {})[(corruption, metric)] = (v, protocol)
 
     for model, mine in found.items():
+        no_alexnet = _alexnet_reason(name, params, model, mine, data)
         if CLEAN in mine:
             add(model, CLEAN, ALL_SEVERITIES, "top1_error", E(model, CLEAN, 1), Protocol.TOP1_ERROR)
             add(model, CLEAN, ALL_SEVERITIES, "top5_error", E(model, CLEAN, 5), Protocol.TOP5_ERROR)
@@ -265,7 +314,7 @@ def aggregate_corruption_suite(
             # CE, the normaliser's error does not grow) gets no row, and the means below leave it out by name.
             for metric, relative, store in (("ce", False, ce_of), ("relative_ce", True, rce_of)):
                 res = _corruption_ce(
-                    model, c, sevs, mine, found, baseline, E, name == "imagenet-c", relative=relative
+                    model, c, sevs, mine, found, baseline, E, no_alexnet is None, relative=relative
                 )
                 if res is None:
                     continue
@@ -292,7 +341,20 @@ def aggregate_corruption_suite(
                 if scope == "benchmark" and not part and len(cells) == 5 * len(members)
                 else f"mean corruption error: unnormalised mean of top-1 error over the evaluated {label} cells"
             )
-            add(model, scope, ALL_SEVERITIES, "mean_corruption_error", table.mean(axis=0), mce_proto + part)
+            # without an mCE row, the unnormalised mean carries the reason there is no AlexNet-normalised one
+            why_not = (
+                _no_alexnet_note(no_alexnet)
+                if scope == "benchmark" and baseline is None and no_alexnet is not None
+                else ""
+            )
+            add(
+                model,
+                scope,
+                ALL_SEVERITIES,
+                "mean_corruption_error",
+                table.mean(axis=0),
+                mce_proto + part + why_not,
+            )
             for metric, per, source in (("mce", "ce", ce_of), ("relative_mce", "relative_ce", rce_of)):
                 skipped = [c for c in members if c in undefined.get(per, ())]
                 used = [c for c in members if c in source]
@@ -306,6 +368,8 @@ def aggregate_corruption_suite(
                     if skipped
                     else ""
                 )
+                if scope == "benchmark" and no_alexnet is not None:
+                    note += _no_alexnet_note(no_alexnet)
                 add(
                     model,
                     scope,
@@ -333,6 +397,48 @@ def aggregate_corruption_suite(
                     f"[{mine_stat[1]}]",
                 )
     return out
+
+
+def _alexnet_reason(
+    name: str, params: Mapping[str, Any], model: str, mine: Mapping[Any, str], data: AggregateInput
+) -> str | None:
+    """Why ``model``'s cells of this suite cannot be divided by the published AlexNet errors (None: they can).
+
+    They can only for 1000-class ImageNet data under the published pipeline: the pre-generated ImageNet-C files,
+    or ImageNet images at 224 px (Resize 256, CenterCrop 224) corrupted on the fly with the ``imagenet-c``
+    parameters and stored as quality-85 JPEG files. The reasons avoid the word "AlexNet" on purpose: reports take
+    a protocol naming it for an AlexNet-normalised number.
+    """
+    if name != IMAGENET_C:
+        return f"the published reference errors exist for ImageNet-C only, not for suite {name!r}"
+    ref = params.get("reference")
+    if not isinstance(ref, Mapping):
+        return (
+            "the run was made before the toolkit checked the data against the published ImageNet-C pipeline"
+        )
+    if not ref.get("alexnet"):
+        return str(ref.get("why") or "the data is not ImageNet")
+    for what, key in mine.items():
+        if what == CLEAN:
+            continue
+        spec = data.cells[model][key][0]
+        if spec.get("kind") != "corruption":
+            continue
+        options = {str(k): v for k, v in (spec.get("options") or ())}
+        if options.get(JPEG_STORAGE_OPTION[0]) != JPEG_STORAGE_OPTION[1]:
+            return (
+                "the corrupted images skipped the quality-85 JPEG storage step of the published files "
+                "(--no-jpeg-storage)"
+            )
+        size = (data.models.get(model) or {}).get("input_size")
+        if size is None or tuple(size) != IMAGENET_INPUT:
+            shown = "its own size" if size is None else f"{size[0]}x{size[1]}"
+            return f"the model's input is {shown}, not the published 224x224 (Resize 256, CenterCrop 224)"
+    return None
+
+
+def _no_alexnet_note(reason: str) -> str:
+    return f"; no row normalised by the published ImageNet-C reference errors: {reason}"
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...data import ImageFolderDataset
 from ...metrics.bootstrap import mean_ci
 from ...probes import run_probe
 from ...schema import result_row
@@ -21,6 +22,12 @@ PROBE_SUITES: dict[str, tuple[str, ...]] = {
     "shift": ("crop", "circular", "diagonal", "equivariance"),
     "reconstruction": ("reconstruction",),
 }
+#: Version of each suite's protocols, stored in the suite parameters and in every cell's options, so cells made
+#: under an older protocol are never silently reused (2: Zhang's 256 px crops on image folders, the APS zero-pad
+#: crop protocol for fixed-size images, and diagonal curves named by how they shift).
+PROTOCOL_VERSIONS: dict[str, int] = {"shift": 2}
+#: Probes that read a larger image than the model's input and crop the input out of it (Zhang's protocols).
+LARGER_IMAGE_PROBES: tuple[str, ...] = ("crop", "diagonal")
 
 
 def _kind_accepts(value: Any) -> bool:
@@ -28,7 +35,14 @@ def _kind_accepts(value: Any) -> bool:
 
 
 def _kind_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, Any]]:
-    return value, value, {"probes": list(PROBE_SUITES[value])}
+    params: dict[str, Any] = {"probes": list(PROBE_SUITES[value])}
+    if value in PROTOCOL_VERSIONS:
+        params["protocol_version"] = PROTOCOL_VERSIONS[value]
+    return value, value, params
+
+
+def _options(suite: str) -> tuple[tuple[str, Any], ...]:
+    return (("protocol_version", PROTOCOL_VERSIONS[suite]),) if suite in PROTOCOL_VERSIONS else ()
 
 
 def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
@@ -42,16 +56,49 @@ def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
         raise ValueError(f"probe suite {name!r} needs a clean image dataset, not a pre-generated set")
     return [
         CellSpec(
-            model=m.name, suite=name, corruption=c, severity=0, kind="probe", seed=opts.seed, limit=opts.limit
+            model=m.name,
+            suite=name,
+            corruption=c,
+            severity=0,
+            kind="probe",
+            seed=opts.seed,
+            limit=opts.limit,
+            options=_options(name),
         )
         for m in opts.models
         for c in chosen
     ]
 
 
+def larger_image(data: Any, input_size: Any) -> tuple[Any, int] | None:
+    """``(dataset, crop size)`` for Zhang's protocols, or None when the data gives no larger image.
+
+    An image folder read at the model's input size s (shorter side to round(s * 256 / 224), centre crop s) is read
+    again with a centre crop of that shorter side instead: Resize 256 -> CenterCrop 256 for a 224 px model, the
+    image Zhang's crop consistency and diagonal curve take their 224 px crops from. Fixed-size data (CIFAR,
+    Fashion-MNIST, ...) has no larger image: the probes then use the APS crop protocol and shift the input.
+    """
+    if not isinstance(data, ImageFolderDataset) or not data.resize or data.image_size is None:
+        return None
+    if input_size is None or tuple(input_size) != tuple(data.image_size) or input_size[0] != input_size[1]:
+        return None
+    s = int(input_size[0])
+    big = round(s * 256 / 224)
+    if big <= s:
+        return None
+    return data.at_size(big, short_side=big), s
+
+
 def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> Any:
     entry = ctx.models[spec.model]
     data = ctx.dataset_for(entry)
+    kw: dict[str, Any] = {}
+    resize = True
+    if spec.corruption in LARGER_IMAGE_PROBES:
+        found = larger_image(data, entry.input_size)
+        if found is not None:
+            data, kw["crop_size"] = found
+            resize = False  # the probe crops the model's input out of the larger image itself
     arrays, rows, values = run_probe(
         spec.corruption,
         entry.model,
@@ -60,9 +107,10 @@ def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> An
         batch_size=ctx.batch_size,
         device=ctx.device,
         seed=spec.seed,
-        preprocess=entry.preprocess(channels=getattr(data, "channels", None)),
+        preprocess=entry.preprocess(resize=resize, channels=getattr(data, "channels", None)),
         n_boot=0,
         return_row_values=True,
+        **kw,
     )
     if progress is not None:
         progress(len(arrays["ids"]))
