@@ -56,6 +56,10 @@ class SuiteKind:
         aggregate: ``(suite name, suite object, AggregateInput) -> list of result rows``.
         cell_kinds: the ``CellSpec.kind`` values whose cells ``run`` executes.
         needs_clean: whether the clean cell of each model is planned for this kind.
+        share: optional ``(spec, EvalContext) -> hashable``: cells with equal keys differ only in the model and can
+            run on the same input batches.
+        run_group: optional ``(specs, EvalContext, progress) -> results`` running such a group in one pass (the
+            local executor uses it: one corruption pass feeds every model with the same input pipeline).
     """
 
     name: str
@@ -66,6 +70,10 @@ class SuiteKind:
     aggregate: Callable[[str, Any, AggregateInput], list[dict[str, Any]]]
     cell_kinds: tuple[str, ...] = ()
     needs_clean: bool = True
+    share: Callable[[CellSpec, EvalContext], Any] | None = None
+    run_group: (
+        Callable[[list[CellSpec], EvalContext, Callable[[int], None] | None], list[CellResult]] | None
+    ) = None
 
 
 SUITE_KINDS: Registry[SuiteKind] = Registry("suite kind")

@@ -7,11 +7,12 @@ on a Ray cluster (optional extra).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any, runtime_checkable
 from typing import Protocol as _TypingProtocol
-from typing import runtime_checkable
 
 from ..cells import CellResult, CellSpec
 from ..runner import EvalContext
+from ..suite_kinds import kind_of_cell
 
 __all__ = ["Executor", "LocalExecutor"]
 
@@ -26,15 +27,32 @@ class Executor(_TypingProtocol):
 
 
 class LocalExecutor:
-    """Runs cells one after the other in this process.
+    """Runs cells in this process.
+
+    Cells that differ only in the model (their suite kind's ``share`` key is equal) run as one group on the same
+    input batches, so the images are read and corrupted once for all models with the same input pipeline; each
+    model's result is the one it would get alone.
 
     Args:
         progress: called with a number of images as batches finish (the driver's progress bar).
+        share_batches: group cells as above (False: one cell at a time).
     """
 
-    def __init__(self, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, progress: Callable[[int], None] | None = None, *, share_batches: bool = True) -> None:
         self.progress = progress
+        self.share_batches = share_batches
 
     def map(self, cells: Sequence[CellSpec], context: EvalContext) -> Iterator[tuple[CellSpec, CellResult]]:
-        for spec in cells:
-            yield spec, context.run(spec, self.progress)
+        groups: dict[Any, list[CellSpec]] = {}
+        for i, spec in enumerate(cells):
+            kind = kind_of_cell(spec.kind)
+            key = None
+            if self.share_batches and kind.share is not None and kind.run_group is not None:
+                key = kind.share(spec, context)
+            groups.setdefault((i,) if key is None else (kind.name, key), []).append(spec)
+        for group in groups.values():
+            if len(group) == 1:
+                yield group[0], context.run(group[0], self.progress)
+                continue
+            results = kind_of_cell(group[0].kind).run_group(group, context, self.progress)
+            yield from zip(group, results)

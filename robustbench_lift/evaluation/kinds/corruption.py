@@ -18,13 +18,13 @@ import numpy as np
 
 from corruptions.suites import BENCHMARK, HELD_OUT, Suite, list_suites, load_suite, resolve_suite
 
-from ...data import PregeneratedSet, list_datasets
+from ...data import PregeneratedSet, Preprocess, list_datasets
 from ...metrics import corruption as metrics
 from ...metrics.bootstrap import Resampler, dropped_note, interval, ratio_or_nan
 from ...schema import ALL_SEVERITIES, CLEAN, Protocol, result_row
 from ...store import validate_key_part
 from ..cells import CellResult, CellSpec
-from ..runner import EvalContext, run_cell
+from ..runner import EvalContext, run_cells, share_key
 from ..suite_kinds import AggregateInput, PlanOptions, SuiteKind, register_suite_kind
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,8 @@ def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]
     ]
 
 
-def _classification_run(
-    spec: CellSpec, ctx: EvalContext, progress: Callable[[int], None] | None
-) -> CellResult:
+def _classification_inputs(spec: CellSpec, ctx: EvalContext) -> tuple[Any, Preprocess]:
+    """The data a classification cell reads and the model's preprocessing for it."""
     entry = ctx.models[spec.model]
     data = ctx.dataset_for(entry, clean=spec.kind == "clean")
     pregen_imagenet = (
@@ -176,17 +175,35 @@ def _classification_run(
         and getattr(ctx.dataset, "name", "") == ("imagenet-c")
     )
     channels = getattr(data, "channels", None)
-    return run_cell(
-        spec,
-        entry.model,
-        data,
+    return data, entry.preprocess(resize=not pregen_imagenet, channels=channels)
+
+
+def _classification_run(
+    spec: CellSpec, ctx: EvalContext, progress: Callable[[int], None] | None
+) -> CellResult:
+    (result,) = _classification_run_group([spec], ctx, progress)
+    return result
+
+
+def _classification_share(spec: CellSpec, ctx: EvalContext) -> tuple[Any, ...]:
+    data, pre = _classification_inputs(spec, ctx)
+    return (id(data), *share_key(spec, pre))
+
+
+def _classification_run_group(
+    specs: list[CellSpec], ctx: EvalContext, progress: Callable[[int], None] | None
+) -> list[CellResult]:
+    """Cells that differ only in the model, on one stream of (corrupted) batches."""
+    inputs = [_classification_inputs(spec, ctx) for spec in specs]
+    return run_cells(
+        [(spec, ctx.models[spec.model].model, pre) for spec, (_, pre) in zip(specs, inputs)],
+        inputs[0][0],
         device=ctx.device,
         batch_size=ctx.batch_size,
-        preprocess=entry.preprocess(resize=not pregen_imagenet, channels=channels),
         workers=ctx.workers,
         amp=ctx.amp,
         channels_last=ctx.channels_last,
-        suite=ctx.suites.get(spec.suite),
+        suite=ctx.suites.get(specs[0].suite),
         progress=progress,
     )
 
@@ -512,6 +529,8 @@ register_suite_kind(
         plan=_corruption_plan,
         run=_classification_run,
         aggregate=aggregate_corruption_suite,
+        share=_classification_share,
+        run_group=_classification_run_group,
         cell_kinds=("clean", "corruption", "pregenerated"),
         needs_clean=True,
     )
