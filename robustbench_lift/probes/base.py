@@ -21,8 +21,6 @@ from ..schema import model_fields, result_row
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 #: name -> probe function ``fn(run: ProbeRun, **kw) -> (arrays, rows)``; metadata ``suite`` (shift/reconstruction).
 PROBES: Registry = Registry("probe")
 

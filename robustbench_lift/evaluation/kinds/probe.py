@@ -10,18 +10,25 @@ import numpy as np
 
 from ...data import ImageFolderDataset
 from ...metrics.bootstrap import mean_ci
-from ...probes import run_probe
+from ...probes import PROBES, run_probe
 from ...schema import result_row
 from ..cells import CellResult, CellSpec
 from ..suite_kinds import SuiteKind, register_suite_kind
 
 log = logging.getLogger(__name__)
 
-#: Probe suites the evaluator accepts (``--suite shift`` / ``--suite reconstruction``) and their probes.
-PROBE_SUITES: dict[str, tuple[str, ...]] = {
-    "shift": ("crop", "circular", "diagonal", "equivariance"),
-    "reconstruction": ("reconstruction",),
-}
+
+def probe_suites() -> dict[str, tuple[str, ...]]:
+    """Probe suites the evaluator accepts (``--suite shift`` / ``--suite reconstruction``) and their probes, in
+    registration order: read from the ``suite`` metadata of the probe registry, so a new probe needs no edit here."""
+    out: dict[str, list[str]] = {}
+    for name in PROBES.names():
+        suite = PROBES.meta(name).get("suite")
+        if suite:
+            out.setdefault(str(suite), []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 #: Version of each suite's protocols, stored in the suite parameters and in every cell's options, so cells made
 #: under an older protocol are never silently reused (2: Zhang's 256 px crops on image folders, the APS zero-pad
 #: crop protocol for fixed-size images, and diagonal curves named by how they shift).
@@ -31,11 +38,11 @@ LARGER_IMAGE_PROBES: tuple[str, ...] = ("crop", "diagonal")
 
 
 def _kind_accepts(value: Any) -> bool:
-    return isinstance(value, str) and value in PROBE_SUITES
+    return isinstance(value, str) and value in probe_suites()
 
 
 def _kind_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, Any]]:
-    params: dict[str, Any] = {"probes": list(PROBE_SUITES[value])}
+    params: dict[str, Any] = {"probes": list(probe_suites()[value])}
     if value in PROTOCOL_VERSIONS:
         params["protocol_version"] = PROTOCOL_VERSIONS[value]
     return value, value, params
@@ -46,7 +53,7 @@ def _options(suite: str) -> tuple[tuple[str, Any], ...]:
 
 
 def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
-    available = PROBE_SUITES[name]
+    available = probe_suites()[name]
     chosen = [c for c in opts.corruptions if c in available] if opts.corruptions else list(available)
     if opts.corruptions and not chosen:
         raise ValueError(
