@@ -2,7 +2,7 @@
 
 A *baseline* holds per-model values of the summary's check keys (``clean_acc``, ``clean_error``, ``mce``,
 ``relative_mce``, ``mean_corruption_error``, ``mfr``, ``crop_consistency``, ...; see
-:data:`robustbench_lift.report.tables.HEADLINE`) and optionally tolerances. Two file formats:
+:data:`robustbench_lift.report.summary.HEADLINE`) and optionally tolerances. Two file formats:
 
 CSV, one row per (model, metric)::
 
@@ -36,7 +36,8 @@ from typing import Any
 import pandas as pd
 
 from ..schema import RESULT_COLUMNS
-from .tables import HEADLINE, build_summary, read_results_table, summary_metrics
+from .summary import HEADLINE, build_summary, summary_metrics
+from .tables import read_results_table
 
 __all__ = [
     "BASELINE_FORMAT",
