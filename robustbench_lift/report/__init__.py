@@ -28,51 +28,6 @@ class ReportResult:
     models: list[str] = field(default_factory=list)
 
 
-def _gallery(
-    runs: Sequence, results, gallery: str | os.PathLike[str] | None, make_gallery: bool, notes: list[str]
-):
-    """PNG bytes of the corruption gallery, or None with a note saying why there is none."""
-    from .plots import gallery_from_dataset, save_figure
-    from .tables import corruption_suites
-
-    if gallery is not None:
-        path = Path(gallery)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FileNotFoundError(f"cannot read the gallery image {os.fspath(gallery)!r}: {exc}") from exc
-        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            raise ValueError(f"the gallery image {os.fspath(gallery)!r} is not a PNG file")
-        return data
-    if not make_gallery:
-        return None
-    suites = corruption_suites(results)
-    for run in runs:
-        config = run.manifest.get("config", {}) if isinstance(run.manifest, dict) else {}
-        dataset = config.get("clean_dataset") or config.get("dataset")
-        if isinstance(dataset, dict):  # the evaluator records {"spec": ..., "name": ..., ...}
-            dataset = dataset.get("spec")
-        if not isinstance(dataset, str) or not suites:
-            continue
-        try:
-            fig = gallery_from_dataset(dataset, suites[0], seed=int(config.get("seed", 0) or 0))
-        except Exception as exc:  # the gallery is an illustration: any failure only drops it, with the reason
-            log.info("no corruption gallery from %s: %s", dataset, exc)
-            notes.append(
-                f"corruption gallery skipped: could not corrupt an image of {dataset!r} ({type(exc).__name__}: "
-                f"{exc}); pass --gallery PNG (e.g. written by the 'corrupt' command)"
-            )
-            return None
-        png, _ = save_figure(fig, None, "gallery")
-        return png
-    notes.append(
-        "corruption gallery skipped: the runs hold no corruption suite or name no dataset of clean images; pass "
-        "--gallery PNG "
-        "(e.g. written by the 'corrupt' command)"
-    )
-    return None
-
-
 def write_report(
     runs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -97,6 +52,7 @@ def write_report(
     Raises:
         FileNotFoundError / ValueError: a run or the gallery image cannot be read.
     """
+    from .gallery import report_gallery
     from .html import render_html
     from .markdown import render_markdown
     from .plots import render_plots
@@ -125,7 +81,7 @@ def write_report(
     plots = render_plots(tables, out, formats)
     for p in plots:
         report.files += p.paths
-    gallery_png = _gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
+    gallery_png = report_gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
     if gallery_png is not None:
         path = out / "gallery.png"
         path.write_bytes(gallery_png)
