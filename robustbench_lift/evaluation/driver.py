@@ -320,6 +320,8 @@ def evaluate(
             cells_run=ran,
             cells_skipped=skipped,
             baseline=chosen_baseline,
+            # a report over several runs re-aggregates their cells with the same resamples
+            n_boot=int(n_boot),
         )
         manifest = store.manifest
     return RunResult(

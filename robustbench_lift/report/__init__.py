@@ -26,6 +26,7 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    baseline: str | None = None
 
 
 def write_report(
@@ -36,6 +37,7 @@ def write_report(
     gallery: str | os.PathLike[str] | None = None,
     make_gallery: bool = True,
     formats: Sequence[str] = ("png", "svg"),
+    baseline: str | None = None,
 ) -> ReportResult:
     """Write the tables, plots, ``report.html`` and ``report.md`` of one or more runs into ``out_dir``.
 
@@ -48,10 +50,13 @@ def write_report(
         make_gallery: without ``gallery``, try to draw one from the first run's dataset (skipped with a note
             when the dataset or the corruption engine is unavailable).
         formats: figure formats written next to the report (the HTML embeds PNGs).
+        baseline: the one model every normalised number of a multi-run report is relative to (a model name of the
+            report, ``name@run`` after renaming; default: the first run's baseline). See :mod:`.baseline`.
 
     Raises:
         FileNotFoundError / ValueError: a run or the gallery image cannot be read.
     """
+    from .baseline import one_baseline
     from .gallery import report_gallery
     from .html import render_html
     from .markdown import render_markdown
@@ -63,12 +68,16 @@ def write_report(
         raise ValueError(f"unknown figure format(s) {bad}; valid: png, svg, pdf")
     loaded = [load_run(r) for r in runs]
     results = merge_runs(loaded)
+    normalised = one_baseline(loaded, results, baseline=baseline)
+    results = normalised.results
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = ReportResult(out_dir=out, models=list(dict.fromkeys(results["model"])))
     renamed = [f"{k} -> {v}" for run in loaded for k, v in run.model_names.items() if k != v]
     if renamed:
         report.notes.append(f"model names shared by several runs were renamed: {', '.join(renamed)}")
+    report.notes += normalised.notes
+    report.baseline = normalised.baseline
     tables = build_tables(results)
     _, columns = build_summary(results)
     absent = [name for name in ("perturbations", "shifts", "reconstruction") if tables[name].empty]

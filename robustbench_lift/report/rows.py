@@ -94,6 +94,8 @@ def corruption_order(names: Iterable[str]) -> list[str]:
 
 def normalisation_label(protocols: Iterable[str]) -> str:
     text = " ".join(protocols)
+    if "each run normalised by its own baseline" in text:  # report.baseline.PER_RUN: runs not on one baseline
+        return "run-baseline-normalised"
     if "AlexNet" in text:
         return "AlexNet-normalised"
     if "baseline" in text:
