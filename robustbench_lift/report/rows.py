@@ -22,6 +22,7 @@ __all__ = [
     "AGGREGATE_SCOPES",
     "scale_for",
     "unit_for",
+    "adversarial_suites",
     "corruption_suites",
     "corruption_order",
     "model_info",
@@ -76,9 +77,15 @@ def model_info(results: pd.DataFrame) -> pd.DataFrame:
     return results.loc[:, cols].drop_duplicates("model").reset_index(drop=True)
 
 
+def adversarial_suites(results: pd.DataFrame) -> list[str]:
+    """Suites of adversarial attacks: their rows are labelled ``eps=<radius>``."""
+    mask = results["corruption"].astype(str).str.startswith("eps=")
+    return list(dict.fromkeys(results.loc[mask, "suite"]))
+
+
 def corruption_suites(results: pd.DataFrame) -> list[str]:
-    """Suites holding corruption cells (neither perturbation, shift nor reconstruction suites)."""
-    other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES}
+    """Suites holding corruption cells (neither perturbation, shift, reconstruction nor adversarial suites)."""
+    other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES, *adversarial_suites(results)}
     mask = (results["severity"] > 0) & results["metric"].isin(["top1_error", "top5_error"])
     mask |= results["metric"].isin(["mce", "mean_corruption_error", "mean_error", "ce"])
     mask |= results["corruption"] == CLEAN

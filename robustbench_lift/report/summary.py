@@ -26,6 +26,7 @@ from ..schema import CLEAN
 from .rows import (
     RECONSTRUCTION_SUITE,
     SHIFT_SUITE,
+    adversarial_suites,
     corruption_suites,
     model_info,
     normalisation_label,
@@ -60,6 +61,7 @@ class MetricSpec:
         higher_is_better: direction used to phrase deltas.
         vary: fields that, when they take more than one value, split the number into several columns.
         transform: maps a shown value to another one (e.g. accuracy = 100 - error); CIs are mapped and swapped.
+        split_always: always split by every ``vary`` field, written ``key[a:b]`` (``robust_acc[pgd-linf:8/255]``).
         label: short title for tables read by people (``report.md``, the demo's printout).
     """
 
@@ -70,6 +72,7 @@ class MetricSpec:
     higher_is_better: bool
     vary: tuple[str, ...] = ("suite", "severity")
     transform: Callable[[float], float] | None = None
+    split_always: bool = False
     label: str = ""
 
     @property
@@ -94,6 +97,14 @@ def _is(suite_kind: str | None, corruption: str | None, metric: str) -> Callable
         return mask
 
     return select
+
+
+def _robust_rows(df: pd.DataFrame) -> pd.Series:
+    return (
+        df["suite"].isin(adversarial_suites(df))
+        & df["corruption"].str.startswith("eps=")
+        & (df["metric"] == "top1_error")
+    )
 
 
 def _clean_rows(df: pd.DataFrame) -> pd.Series:
@@ -179,6 +190,17 @@ HEADLINE: tuple[MetricSpec, ...] = (
         label="circ. cons. %",
     ),
     MetricSpec(
+        "robust_acc",
+        "robust_accuracy_%",
+        _robust_rows,
+        "top1_error",
+        True,
+        vary=("suite", "corruption"),
+        transform=lambda v: 100 - v,
+        split_always=True,
+        label="robust acc. %",
+    ),
+    MetricSpec(
         "reconstruction_psnr",
         "reconstruction_psnr_dB",
         _is(RECONSTRUCTION_SUITE, None, "psnr"),
@@ -230,6 +252,8 @@ def headline_title(key: str, baseline: str | None = None) -> str:
 
 
 def _suffix(spec: MetricSpec, group: Mapping[str, Any], ambiguous: Sequence[str]) -> str:
+    if spec.split_always:
+        return "[" + ":".join(str(group[f]).removeprefix("eps=") for f in ambiguous) + "]"
     parts = []
     for f in ambiguous:
         v = group[f]
@@ -255,17 +279,22 @@ def build_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[s
         rows = results[spec.select(results)]
         if spec.key.startswith("clean"):
             # the clean cell is shared by the corruption suites; keep one row per model
-            rows = rows[rows["suite"].isin(corruption_suites(results)) | (rows["suite"] == "")]
+            classified = corruption_suites(results) + adversarial_suites(results)
+            rows = rows[rows["suite"].isin(classified) | (rows["suite"] == "")]
             rows = rows.drop_duplicates("model")
         if rows.empty:
             continue
         # a field splits the column when it takes several values; the reconstruction pair only when one model has
         # several (each model usually reports its own pooling's pair)
-        ambiguous = [
-            f
-            for f in spec.vary
-            if (rows.groupby("model")[f].nunique().max() if f == "corruption" else rows[f].nunique()) > 1
-        ]
+        ambiguous = (
+            list(spec.vary)
+            if spec.split_always
+            else [
+                f
+                for f in spec.vary
+                if (rows.groupby("model")[f].nunique().max() if f == "corruption" else rows[f].nunique()) > 1
+            ]
+        )
         groups = rows.groupby(ambiguous, sort=False) if ambiguous else [((), rows)]
         for gkey, grp in groups:
             gvals = dict(zip(ambiguous, gkey if isinstance(gkey, tuple) else (gkey,)))
