@@ -10,7 +10,7 @@ normalises every model by ONE baseline - the first run's, unless told otherwise:
 * otherwise each run keeps its own numbers, and their protocol says so (``each run normalised by its own
   baseline``, which also names the summary column ``..._run-baseline-normalised``), with a note giving the reason.
 
-See docs/DESIGN.md, "Reports over several runs".
+See docs/report.md, "Reports over several runs".
 """
 
 from __future__ import annotations
