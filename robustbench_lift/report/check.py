@@ -380,9 +380,21 @@ def write_baseline(
     thresholds: Mapping[str, Mapping[str, Threshold]] | None = None,
     metrics: Sequence[str] | None = None,
 ) -> Path:
-    """Write ``current`` (optionally only ``metrics``) as a baseline; ``.json`` -> JSON, anything else -> CSV."""
+    """Write ``current`` (optionally only ``metrics``) as a baseline; ``.json`` -> JSON, anything else -> CSV.
+
+    Raises:
+        CheckInputError: ``metrics`` names a number the run does not hold (the message lists those it holds).
+    """
     p = Path(path)
     keep = set(metrics) if metrics else None
+    if keep:
+        known = {k for vals in current.values() for k in vals}
+        unknown = sorted(keep - known)
+        if unknown:
+            raise CheckInputError(
+                f"--metrics names metric(s) the run does not hold: {', '.join(unknown)}; "
+                f"available: {', '.join(sorted(known))}"
+            )
     values = {
         m: {k: float(v) for k, v in vals.items() if keep is None or k in keep} for m, vals in current.items()
     }
