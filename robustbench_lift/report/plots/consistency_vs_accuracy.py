@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .base import (
     _scatter,
@@ -30,8 +31,6 @@ def plot_consistency_vs_accuracy(summary: pd.DataFrame) -> Figure | None:
     markers = {"crop_consistency_%": "o", "circular_consistency_%": "s"}
     for y in ys:
         _scatter(ax, summary, x, y, styles, marker=markers[y], label_points=y == ys[0])
-    from matplotlib.lines import Line2D
-
     proxies = [Line2D([], [], color="#444444", marker=markers[y], linestyle="none") for y in ys]
     ax.legend(proxies, [y.split("_")[0] + " consistency" for y in ys], fontsize=8, loc="best")
     ax.set_xlabel("clean top-1 accuracy (%)")
