@@ -1,36 +1,24 @@
 """Command-line interface: ``robustbench-lift <command> ...`` (also ``python cli.py <command> ...``).
 
 Each subcommand lives in its own module under ``robustbench_lift/commands/`` exposing
-``register(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``; modules are discovered, so adding a
-command touches no other file. Exit codes: 0 ok, 1 check failed, 2 usage or input error.
+``register(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``, listed in ``commands.COMMANDS``
+(adding a command: its module and one import line in ``commands/__init__.py``). Exit codes: 0 ok, 1 check failed, 2 usage or input error.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .commands import COMMANDS
+from .commands._args import UsageError
 
 __all__ = ["build_parser", "main", "UsageError"]
 
 log = logging.getLogger("robustbench_lift")
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit code 2."""
-
-
-def _command_modules():
-    from . import commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _command_modules():
+    for module in COMMANDS:
         p = module.register(sub)
         p.set_defaults(_run=module.run)
     return parser

@@ -48,6 +48,8 @@ import pandas as pd
 import torch
 
 from .fileio import atomic_write_bytes
+from .report.summary import DEMO_KEYS, headline_title
+from .report.summary import headline_table as build_headline_table
 from .store import ConfigMismatchError
 
 __all__ = [
@@ -76,14 +78,9 @@ SUITES: tuple[str, ...] = ("cifar10-c", "cifar10-p", "shift", "reconstruction")
 SETTINGS_FILE = "demo.json"
 _FORMAT = "robustbench-lift-demo/1"
 
-#: Headline numbers printed by the demo: ``(check key, column title)``; keys are those of ``report.tables.HEADLINE``.
-HEADLINE_KEYS: tuple[tuple[str, str], ...] = (
-    ("clean_acc", "clean acc %"),
-    ("mce", "mCE (max=100)"),
-    ("mean_corruption_error", "mean corr. err %"),
-    ("mfr", "mFR (max=100)"),
-    ("crop_consistency", "crop consist. %"),
-    ("circular_consistency", "circ. consist. %"),
+#: ``(check key, column title)`` of the demo's printout; the keys and titles live in ``report.summary``.
+HEADLINE_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (k, headline_title(k, BASELINE_POOLING)) for k in DEMO_KEYS
 )
 
 
@@ -317,27 +314,7 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def headline_table(results: pd.DataFrame, poolings: Sequence[str]) -> pd.DataFrame:
     """One row per model: pooling, model and the :data:`HEADLINE_KEYS` numbers (with CIs) from a results table."""
-    from .report.tables import build_summary
-
-    summary, columns = build_summary(results)
-    by_key = {info["key"]: col for col, info in columns.items()}
-    rows = []
-    for _, s in summary.iterrows():
-        row: dict[str, Any] = {"pooling": s.get("pooling", ""), "model": s["model"]}
-        for key, _ in HEADLINE_KEYS:
-            col = by_key.get(key)
-            row[key] = float(s[col]) if col is not None and pd.notna(s[col]) else math.nan
-            for end in ("ci_low", "ci_high"):
-                c = f"{col}_{end}" if col is not None else None
-                row[f"{key}_{end}"] = float(s[c]) if c in summary.columns and pd.notna(s[c]) else math.nan
-        rows.append(row)
-    order = {p: i for i, p in enumerate(poolings)}
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.sort_values(
-            "model", key=lambda s: s.map(lambda m: order.get(m, len(order)))
-        ).reset_index(drop=True)
-    return table
+    return build_headline_table(results, DEMO_KEYS, order=poolings)
 
 
 def format_headline(table: pd.DataFrame) -> str:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["parse_list", "parse_ints", "parse_floats", "positive_int", "non_negative_int"]
+__all__ = ["UsageError", "parse_list", "parse_ints", "parse_floats", "positive_int", "non_negative_int"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: the CLI prints it without a traceback and exits with code 2."""
 
 
 def parse_list(text: str) -> list[str]:

@@ -89,8 +89,8 @@ _DEFAULT_OUT = {"default": "reports/demo", "quick": "reports/demo-quick", "ci": 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..demo import format_headline, run_demo
+    from ._args import UsageError
 
     if args.quick and args.profile not in (None, "quick"):
         raise UsageError(f"--quick contradicts --profile {args.profile}")

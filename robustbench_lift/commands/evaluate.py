@@ -21,8 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..cli import UsageError
-from ._args import non_negative_int, parse_floats, parse_ints, parse_list, positive_int
+from ._args import UsageError, non_negative_int, parse_floats, parse_ints, parse_list, positive_int
 
 __all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
 

@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="png,svg",
         help="comma list of figure formats written next to the report (png, svg, pdf; default png,svg)",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="with several runs: the model every normalised number (mCE, mFR, ...) is relative to (default: the "
+        "first run's baseline; NAME@RUN where names collide)",
+    )
     return p
 
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         gallery=args.gallery,
         make_gallery=not args.no_gallery,
         formats=formats,
+        baseline=args.baseline,
     )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)

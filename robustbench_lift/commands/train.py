@@ -18,8 +18,7 @@ import argparse
 import json
 from typing import Any
 
-from ..cli import UsageError
-from ._args import non_negative_int, positive_int
+from ._args import UsageError, non_negative_int, positive_int
 
 __all__ = ["register", "run", "parse_options"]
 

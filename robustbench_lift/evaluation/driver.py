@@ -11,7 +11,6 @@ for every cell and model, so comparisons stay paired), sorted by index.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import platform
 import sys
@@ -26,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..data import PregeneratedSet, open_dataset
-from ..schema import CLEAN
+from ..report.summary import suite_summary
 from ..store import RunStore, resolve_run_dir
 from .cells import CellSpec
 from .executors import Executor, LocalExecutor
@@ -51,7 +50,12 @@ class RunResult:
     manifest: dict[str, Any]
 
     def summary(self) -> pd.DataFrame:
-        return summary_table(self.results)
+        """One line per (model, suite): see :func:`robustbench_lift.report.summary.suite_summary`."""
+        return suite_summary(self.results)
+
+
+#: Kept under its earlier name: the one builder lives in ``report.summary``.
+summary_table = suite_summary
 
 
 def _versions(backend: str | None) -> dict[str, str]:
@@ -320,6 +324,8 @@ def evaluate(
             cells_run=ran,
             cells_skipped=skipped,
             baseline=chosen_baseline,
+            # a report over several runs re-aggregates their cells with the same resamples
+            n_boot=int(n_boot),
         )
         manifest = store.manifest
     return RunResult(
@@ -408,45 +414,3 @@ def _aggregate_run(
         kind = SUITE_KINDS.get(desc.get("kind", "corruption"))
         rows += kind.aggregate(name, desc.get("params", {}), data)
     return rows
-
-
-# ====================================================================================================== summary
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One line per (model, suite): clean error, mean corruption error, mCE and relative mCE with CIs and protocols.
-
-    Errors are shown in percent. Columns: model, pooling, suite, then ``<metric>`` / ``<metric>_ci`` pairs, and the
-    ``mce_protocol``.
-    """
-    wanted = [
-        (CLEAN, "top1_error", "clean_err", 100.0),
-        ("benchmark", "mean_corruption_error", "mean_corr_err", 100.0),
-        ("benchmark", "mce", "mCE", 1.0),
-        ("benchmark", "relative_mce", "rel_mCE", 1.0),
-        ("benchmark", "mce_diff", "mCE_vs_base", 1.0),
-    ]
-    lines = []
-    df = results
-    for (model, suite), group in df.groupby(["model", "suite"], sort=False):
-        line: dict[str, Any] = {"model": model, "pooling": group["pooling"].iloc[0], "suite": suite}
-        have = False
-        for corruption, metric, label, scale in wanted:
-            hit = group[(group["corruption"] == corruption) & (group["metric"] == metric)]
-            if hit.empty:
-                line[label] = ""
-                continue
-            have = True
-            r = hit.iloc[0]
-            line[label] = _fmt(r["value"] * scale, r["ci_low"] * scale, r["ci_high"] * scale)
-            if metric == "mce":
-                line["mCE_protocol"] = r["protocol"]
-        if have:
-            lines.append(line)
-    return pd.DataFrame(lines)
-
-
-def _fmt(value: float, lo: float, hi: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    if math.isfinite(lo) and math.isfinite(hi):
-        return f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
-    return f"{value:.2f}"

@@ -26,51 +26,7 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
-
-
-def _gallery(
-    runs: Sequence, results, gallery: str | os.PathLike[str] | None, make_gallery: bool, notes: list[str]
-):
-    """PNG bytes of the corruption gallery, or None with a note saying why there is none."""
-    from .plots import gallery_from_dataset, save_figure
-    from .tables import corruption_suites
-
-    if gallery is not None:
-        path = Path(gallery)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FileNotFoundError(f"cannot read the gallery image {os.fspath(gallery)!r}: {exc}") from exc
-        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            raise ValueError(f"the gallery image {os.fspath(gallery)!r} is not a PNG file")
-        return data
-    if not make_gallery:
-        return None
-    suites = corruption_suites(results)
-    for run in runs:
-        config = run.manifest.get("config", {}) if isinstance(run.manifest, dict) else {}
-        dataset = config.get("clean_dataset") or config.get("dataset")
-        if isinstance(dataset, dict):  # the evaluator records {"spec": ..., "name": ..., ...}
-            dataset = dataset.get("spec")
-        if not isinstance(dataset, str) or not suites:
-            continue
-        try:
-            fig = gallery_from_dataset(dataset, suites[0], seed=int(config.get("seed", 0) or 0))
-        except Exception as exc:  # the gallery is an illustration: any failure only drops it, with the reason
-            log.info("no corruption gallery from %s: %s", dataset, exc)
-            notes.append(
-                f"corruption gallery skipped: could not corrupt an image of {dataset!r} ({type(exc).__name__}: "
-                f"{exc}); pass --gallery PNG (e.g. written by the 'corrupt' command)"
-            )
-            return None
-        png, _ = save_figure(fig, None, "gallery")
-        return png
-    notes.append(
-        "corruption gallery skipped: the runs hold no corruption suite or name no dataset of clean images; pass "
-        "--gallery PNG "
-        "(e.g. written by the 'corrupt' command)"
-    )
-    return None
+    baseline: str | None = None
 
 
 def write_report(
@@ -81,6 +37,7 @@ def write_report(
     gallery: str | os.PathLike[str] | None = None,
     make_gallery: bool = True,
     formats: Sequence[str] = ("png", "svg"),
+    baseline: str | None = None,
 ) -> ReportResult:
     """Write the tables, plots, ``report.html`` and ``report.md`` of one or more runs into ``out_dir``.
 
@@ -93,10 +50,14 @@ def write_report(
         make_gallery: without ``gallery``, try to draw one from the first run's dataset (skipped with a note
             when the dataset or the corruption engine is unavailable).
         formats: figure formats written next to the report (the HTML embeds PNGs).
+        baseline: the one model every normalised number of a multi-run report is relative to (a model name of the
+            report, ``name@run`` after renaming; default: the first run's baseline). See :mod:`.baseline`.
 
     Raises:
         FileNotFoundError / ValueError: a run or the gallery image cannot be read.
     """
+    from .baseline import one_baseline
+    from .gallery import report_gallery
     from .html import render_html
     from .markdown import render_markdown
     from .plots import render_plots
@@ -107,12 +68,16 @@ def write_report(
         raise ValueError(f"unknown figure format(s) {bad}; valid: png, svg, pdf")
     loaded = [load_run(r) for r in runs]
     results = merge_runs(loaded)
+    normalised = one_baseline(loaded, results, baseline=baseline)
+    results = normalised.results
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = ReportResult(out_dir=out, models=list(dict.fromkeys(results["model"])))
     renamed = [f"{k} -> {v}" for run in loaded for k, v in run.model_names.items() if k != v]
     if renamed:
         report.notes.append(f"model names shared by several runs were renamed: {', '.join(renamed)}")
+    report.notes += normalised.notes
+    report.baseline = normalised.baseline
     tables = build_tables(results)
     _, columns = build_summary(results)
     absent = [name for name in ("perturbations", "shifts", "reconstruction") if tables[name].empty]
@@ -125,7 +90,7 @@ def write_report(
     plots = render_plots(tables, out, formats)
     for p in plots:
         report.files += p.paths
-    gallery_png = _gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
+    gallery_png = report_gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
     if gallery_png is not None:
         path = out / "gallery.png"
         path.write_bytes(gallery_png)

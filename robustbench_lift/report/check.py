@@ -2,7 +2,7 @@
 
 A *baseline* holds per-model values of the summary's check keys (``clean_acc``, ``clean_error``, ``mce``,
 ``relative_mce``, ``mean_corruption_error``, ``mfr``, ``crop_consistency``, ...; see
-:data:`robustbench_lift.report.tables.HEADLINE`) and optionally tolerances. Two file formats:
+:data:`robustbench_lift.report.summary.HEADLINE`) and optionally tolerances. Two file formats:
 
 CSV, one row per (model, metric)::
 
@@ -36,7 +36,8 @@ from typing import Any
 import pandas as pd
 
 from ..schema import RESULT_COLUMNS
-from .tables import HEADLINE, build_summary, read_results_table, summary_metrics
+from .summary import HEADLINE, build_summary, summary_metrics
+from .tables import read_results_table
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -379,9 +380,21 @@ def write_baseline(
     thresholds: Mapping[str, Mapping[str, Threshold]] | None = None,
     metrics: Sequence[str] | None = None,
 ) -> Path:
-    """Write ``current`` (optionally only ``metrics``) as a baseline; ``.json`` -> JSON, anything else -> CSV."""
+    """Write ``current`` (optionally only ``metrics``) as a baseline; ``.json`` -> JSON, anything else -> CSV.
+
+    Raises:
+        CheckInputError: ``metrics`` names a number the run does not hold (the message lists those it holds).
+    """
     p = Path(path)
     keep = set(metrics) if metrics else None
+    if keep:
+        known = {k for vals in current.values() for k in vals}
+        unknown = sorted(keep - known)
+        if unknown:
+            raise CheckInputError(
+                f"--metrics names metric(s) the run does not hold: {', '.join(unknown)}; "
+                f"available: {', '.join(sorted(known))}"
+            )
     values = {
         m: {k: float(v) for k, v in vals.items() if keep is None or k in keep} for m, vals in current.items()
     }

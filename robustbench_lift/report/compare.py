@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..schema import CLEAN
+from .baseline import run_baseline
+from .rows import BENCHMARK, HELD_OUT
 from .tables import Run, load_run, scale_for, unit_for
 
 __all__ = ["Comparison", "compare_runs", "load_cell_mistakes", "headline_rows", "format_table"]
@@ -161,7 +163,103 @@ def _paired(
     wa = ca[which][ia].astype(np.float64)
     wb = cb[which][ib].astype(np.float64)
     res = paired_bootstrap_diff(lambda m: m, wb, wa, n_boot=n_boot, seed=seed, alpha=alpha)
-    return res.estimate, res.low, res.high, len(common)
+    return res.estimate, res.low, res.high, len(common), len(ca["ids"]), len(cb["ids"])
+
+
+#: Suite aggregates that get a paired interval from the per-image cells of both runs.
+_PAIRED_AGGREGATES = frozenset({"mean_corruption_error", "mce"})
+
+
+def _group(run: Run, suite: str, scope: str) -> tuple[str, ...]:
+    """The corruptions of a suite's benchmark or held-out group, as the run's manifest records them."""
+    desc = ((run.manifest.get("config") or {}).get("suites") or {}).get(suite) or {}
+    params = desc.get("params") or {}
+    names = params.get(scope) or (BENCHMARK if scope == "benchmark" else HELD_OUT)
+    return tuple(names)
+
+
+def _paired_aggregate(
+    a: Run,
+    b: Run,
+    cells_a: Mapping[tuple[str, str, int], Mapping[str, np.ndarray]],
+    cells_b: Mapping[tuple[str, str, int], Mapping[str, np.ndarray]],
+    rec: Mapping[str, Any],
+    n_boot: int,
+    seed: int,
+    alpha: float,
+) -> tuple[float, float, float, int, int, int] | None:
+    """Paired bootstrap of B - A for a suite's mean corruption error (a fraction) or its baseline-normalised mCE
+    (%), over the images every cell involved shares: the model's cells in both runs, and for mCE each run's
+    baseline's cells (each run normalised by its own baseline, as the runs report it). None when they cannot pair.
+    """
+    from ..metrics import paired_bootstrap_diff
+
+    model, metric = rec["model"], rec["metric"]
+    bases = (run_baseline(a), run_baseline(b)) if metric == "mce" else (model, model)
+    if None in bases:
+        return None
+    group = [
+        c
+        for c in _group(a, rec["suite"], rec["corruption"])
+        if c in _group(b, rec["suite"], rec["corruption"])
+    ]
+    keys = []
+    for c in group:
+        sevs = [
+            s
+            for s in range(1, 6)
+            if all((m, c, s) in cells for m, cells in ((model, cells_a), (model, cells_b), (bases[0], cells_a),
+                                                        (bases[1], cells_b)))
+        ]  # fmt: skip
+        keys.append((c, sevs))
+    keys = [(c, sevs) for c, sevs in keys if sevs]
+    if not keys or len({len(sevs) for _, sevs in keys}) != 1:
+        return None
+    used = [(cells_a, model), (cells_b, model), (cells_a, bases[0]), (cells_b, bases[1])]
+    common: np.ndarray | None = None
+    for cells, m in used:
+        for c, sevs in keys:
+            for s in sevs:
+                ids = cells[(m, c, s)]["ids"]
+                common = ids if common is None else np.intersect1d(common, ids)
+    if common is None or len(common) < 2:
+        return None
+
+    def stack(cells: Mapping, m: str) -> np.ndarray | None:
+        out = []
+        for c, sevs in keys:
+            row = []
+            for s in sevs:
+                cell = cells[(m, c, s)]
+                pos = np.searchsorted(cell["ids"], common, sorter=np.argsort(cell["ids"]))
+                idx = np.argsort(cell["ids"])[pos]
+                row.append(cell["top1"][idx].astype(np.float64))
+            out.append(row)
+        return np.asarray(out)  # (C, S, N)
+
+    ma, mb = stack(cells_a, model), stack(cells_b, model)
+    labels_a = cells_a[(model, keys[0][0], keys[0][1][0])]
+    labels_b = cells_b[(model, keys[0][0], keys[0][1][0])]
+    la = labels_a["labels"][np.argsort(labels_a["ids"])][np.searchsorted(np.sort(labels_a["ids"]), common)]
+    lb = labels_b["labels"][np.argsort(labels_b["ids"])][np.searchsorted(np.sort(labels_b["ids"]), common)]
+    if not np.array_equal(la, lb):
+        return None
+    sizes = (len(labels_a["ids"]), len(labels_b["ids"]))
+    if metric == "mean_corruption_error":
+        res = paired_bootstrap_diff(
+            lambda m: m.mean(axis=(0, 1)), mb, ma, n_boot=n_boot, seed=seed, alpha=alpha
+        )
+    else:
+
+        def mce(m: np.ndarray, base: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (100.0 * m.sum(axis=1) / base.sum(axis=1)).mean(axis=0)
+
+        res = paired_bootstrap_diff(
+            mce, (mb, stack(cells_b, bases[1])), (ma, stack(cells_a, bases[0])), n_boot=n_boot, seed=seed,
+            alpha=alpha,
+        )  # fmt: skip
+    return res.estimate, res.low, res.high, len(common), *sizes
 
 
 # ------------------------------------------------------------------------------------------------------ compare
@@ -213,6 +311,7 @@ def compare_runs(
         else:
             notes.append("the runs used different datasets: differences are not paired")
     rows = []
+    partial: set[tuple[str, int, int, int]] = set()
     z = _z(alpha)
     for rec in merged.to_dict("records"):
         metric = rec["metric"]
@@ -224,12 +323,27 @@ def compare_runs(
         key = (rec["model"], rec["corruption"], 0 if rec["corruption"] == CLEAN else int(rec["severity"]))
         which = {"top1_error": "top1", "top5_error": "top5"}.get(metric)
         done = False
+        res = None
         if which and key in cells_a and key in cells_b:
             res = _paired(cells_a[key], cells_b[key], which, n_boot, seed, alpha)
-            if res is not None:
-                est, lo, hi, n = res[0] * f, res[1] * f, res[2] * f, res[3]
-                delta = est
-                method, done = "paired bootstrap", True
+        elif (
+            metric in _PAIRED_AGGREGATES
+            and rec["corruption"] in ("benchmark", "held_out")
+            and cells_a
+            and cells_b
+        ):
+            if (
+                metric == "mean_corruption_error"
+                or "AlexNet" not in f"{rec['protocol_a']} {rec['protocol_b']}"
+            ):
+                res = _paired_aggregate(a, b, cells_a, cells_b, rec, n_boot, seed, alpha)
+        if res is not None:
+            est, lo, hi, n = res[0] * f, res[1] * f, res[2] * f, res[3]
+            delta = est
+            method, done = "paired bootstrap", True
+            sizes = (res[4], res[5]) if len(res) > 4 else None
+            if sizes and n < max(sizes):
+                partial.add((rec["model"], n, *sizes))
         if not done:
             se_a = _se_from_ci(rec["ci_low_a"], rec["ci_high_a"], f)
             se_b = _se_from_ci(rec["ci_low_b"], rec["ci_high_b"], f)
@@ -272,6 +386,10 @@ def compare_runs(
             }
         )
     table = pd.DataFrame(rows)
+    for model, n, size_a, size_b in sorted(partial):
+        notes.append(
+            f"{model}: paired differences use only the {n} images both runs evaluated (A: {size_a}, B: {size_b})"
+        )
     n_paired = int((table["method"] == "paired bootstrap").sum())
     if paired and n_paired == 0 and (table["metric"].isin(["top1_error", "top5_error"])).any():
         notes.append("no per-sample cells shared by both runs: error differences use unpaired approximations")
@@ -335,7 +453,9 @@ def format_table(table: pd.DataFrame) -> str:
                 f"{r['value_b']:.2f}",
                 f"{r['delta']:+.2f}{ci}",
                 sig,
-                r["method"],
+                f"{r['method']} over {int(r['n'])} shared images"
+                if r["method"] == "paired bootstrap" and pd.notna(r["n"])
+                else r["method"],
             )
         )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]

@@ -8,21 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from .summary import MARKDOWN_KEYS, headline_title
 from .tables import Run
 
 __all__ = ["render_markdown", "md_escape", "HEADLINE_KEYS"]
 
-#: Summary numbers shown in the Markdown table (check keys, in order), with short headers.
-HEADLINE_KEYS: tuple[tuple[str, str], ...] = (
-    ("clean_error", "clean err. %"),
-    ("mce", "mCE %"),
-    ("relative_mce", "rel. mCE %"),
-    ("mean_corruption_error", "mean corr. err. %"),
-    ("mfr", "mFR %"),
-    ("crop_consistency", "crop cons. %"),
-    ("circular_consistency", "circ. cons. %"),
-    ("reconstruction_psnr", "recon. PSNR dB"),
-)
+#: ``(check key, header)`` of the Markdown table; the keys and titles live in :mod:`.summary`.
+HEADLINE_KEYS: tuple[tuple[str, str], ...] = tuple((k, headline_title(k)) for k in MARKDOWN_KEYS)
 
 
 def md_escape(text: Any) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from corruptions.suites import BENCHMARK, HELD_OUT
-
 from ..schema import CLEAN, RESULT_COLUMNS
+from .rows import (
+    AGGREGATE_SCOPES,
+    BENCHMARK,
+    HELD_OUT,
+    PERTURBATION_SUITES,
+    RECONSTRUCTION_SUITE,
+    SHIFT_SUITE,
+    adversarial_suites,
+    corruption_order,
+    corruption_suites,
+    model_info,
+    scale_for,
+    scaled,
+    unit_for,
+)
+from .summary import HEADLINE, MetricSpec, build_summary, metric_direction, summary_metrics
 
 __all__ = [
     "Run",
@@ -50,49 +62,10 @@ __all__ = [
     "build_shifts",
     "build_reconstruction",
     "build_tables",
+    "metric_direction",
 ]
 
 log = logging.getLogger(__name__)
-
-
-SHIFT_SUITE = "shift"
-RECONSTRUCTION_SUITE = "reconstruction"
-PERTURBATION_SUITES: tuple[str, ...] = ("cifar10-p", "imagenet-p")
-#: ``corruption`` values of suite-level aggregate rows.
-AGGREGATE_SCOPES: tuple[str, ...] = ("benchmark", "held_out", "all")
-
-#: Metrics stored as fractions in [0, 1]; the report shows them x100 with a ``%`` in the column name.
-_FRACTION_METRICS = frozenset(
-    {
-        "top1_error",
-        "top5_error",
-        "mean_error",
-        "mean_corruption_error",
-        "flip_probability",
-        "mfp",
-        "consistency",
-        "accuracy",
-        "agreement",
-    }
-)
-#: Metrics already stored as percentages.
-_PERCENT_METRICS = frozenset(
-    {"mce", "relative_mce", "ce", "relative_ce", "fr", "mfr", "t5d", "mt5d_normalised"}
-)
-
-
-def scale_for(metric: str) -> float:
-    """Factor that turns a stored value of ``metric`` into the unit the report shows."""
-    return 100.0 if metric in _FRACTION_METRICS else 1.0
-
-
-def unit_for(metric: str) -> str:
-    """Unit of ``metric`` as shown in reports ('%', 'dB' or '')."""
-    if metric in _FRACTION_METRICS or metric in _PERCENT_METRICS:
-        return "%"
-    if metric == "psnr":
-        return "dB"
-    return ""
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -205,308 +178,12 @@ def merge_runs(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-# ------------------------------------------------------------------------------------------------------ helpers
-def _model_info(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per model (first appearance order): run, model, arch, pooling."""
-    cols = [c for c in ("run", "model", "arch", "pooling") if c in results.columns]
-    return results.loc[:, cols].drop_duplicates("model").reset_index(drop=True)
-
-
-def adversarial_suites(results: pd.DataFrame) -> list[str]:
-    """Suites of adversarial attacks: their rows are labelled ``eps=<radius>``."""
-    mask = results["corruption"].astype(str).str.startswith("eps=")
-    return list(dict.fromkeys(results.loc[mask, "suite"]))
-
-
-def corruption_suites(results: pd.DataFrame) -> list[str]:
-    """Suites holding corruption cells (neither perturbation, shift, reconstruction nor adversarial suites)."""
-    other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES, *adversarial_suites(results)}
-    mask = (results["severity"] > 0) & results["metric"].isin(["top1_error", "top5_error"])
-    mask |= results["metric"].isin(["mce", "mean_corruption_error", "mean_error", "ce"])
-    mask |= results["corruption"] == CLEAN
-    return [s for s in dict.fromkeys(results.loc[mask, "suite"]) if s not in other]
-
-
-def corruption_order(names: Iterable[str]) -> list[str]:
-    """Sort corruption names: the 15 benchmark ones in canonical order, the 4 held-out ones, then the rest."""
-    canon = list(BENCHMARK) + list(HELD_OUT)
-    names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda c: (canon.index(c), c) if c in canon else (len(canon), c))
-
-
-def _normalisation(protocols: Iterable[str]) -> str:
-    text = " ".join(protocols)
-    if "AlexNet" in text:
-        return "AlexNet-normalised"
-    if "baseline" in text:
-        return "baseline-normalised"
-    return "normalised"
-
-
-def _scaled(df: pd.DataFrame, metric_col: str = "metric") -> pd.DataFrame:
-    out = df.copy()
-    factor = out[metric_col].map(scale_for).astype(float)
-    for c in ("value", "ci_low", "ci_high"):
-        out[c] = out[c] * factor
-    return out
-
-
-# ------------------------------------------------------------------------------------------------------ summary
-@dataclass(frozen=True)
-class MetricSpec:
-    """One headline number of the summary table.
-
-    Attributes:
-        key: short stable name used by ``check`` and ``compare`` (``clean_acc``, ``mce``, ...).
-        column: column-name template; ``{norm}`` is filled from the rows' protocol.
-        select: picks the candidate rows from the results table.
-        metric: stored metric name (for the scale; the value of ``derive`` rows is in the shown unit).
-        higher_is_better: direction used to phrase deltas.
-        vary: fields that, when they take more than one value, split the number into several columns.
-        transform: maps a shown value to another one (e.g. accuracy = 100 - error); CIs are mapped and swapped.
-        split_always: always split by every ``vary`` field, written ``key[a:b]`` (``robust_acc[pgd-linf:8/255]``).
-    """
-
-    key: str
-    column: str
-    select: Callable[[pd.DataFrame], pd.Series]
-    metric: str
-    higher_is_better: bool
-    vary: tuple[str, ...] = ("suite", "severity")
-    transform: Callable[[float], float] | None = None
-    split_always: bool = False
-
-
-def _is(suite_kind: str | None, corruption: str | None, metric: str) -> Callable[[pd.DataFrame], pd.Series]:
-    def select(df: pd.DataFrame) -> pd.Series:
-        mask = df["metric"] == metric
-        if corruption is not None:
-            mask &= df["corruption"] == corruption
-        if suite_kind == "corruption":
-            mask &= df["suite"].isin(corruption_suites(df))
-        elif suite_kind == "perturbation":
-            mask &= ~df["suite"].isin([SHIFT_SUITE, RECONSTRUCTION_SUITE]) & ~df["suite"].isin(
-                corruption_suites(df)
-            )
-        elif suite_kind is not None:
-            mask &= df["suite"] == suite_kind
-        return mask
-
-    return select
-
-
-def _robust_rows(df: pd.DataFrame) -> pd.Series:
-    return (
-        df["suite"].isin(adversarial_suites(df))
-        & df["corruption"].str.startswith("eps=")
-        & (df["metric"] == "top1_error")
-    )
-
-
-def _clean_rows(df: pd.DataFrame) -> pd.Series:
-    return (df["corruption"] == CLEAN) & (df["metric"] == "top1_error")
-
-
-#: Headline numbers of ``summary.csv``, in column order.
-HEADLINE: tuple[MetricSpec, ...] = (
-    MetricSpec("clean_error", "clean_top1_error_%", _clean_rows, "top1_error", False, vary=()),
-    MetricSpec(
-        "clean_acc",
-        "clean_top1_accuracy_%",
-        _clean_rows,
-        "top1_error",
-        True,
-        vary=(),
-        transform=lambda v: 100 - v,
-    ),
-    MetricSpec("mce", "mCE_%_{norm}", _is("corruption", "benchmark", "mce"), "mce", False, vary=("suite",)),
-    MetricSpec(
-        "relative_mce",
-        "relative_mCE_%_{norm}",
-        _is("corruption", "benchmark", "relative_mce"),
-        "relative_mce",
-        False,
-        vary=("suite",),
-    ),
-    MetricSpec(
-        "mean_corruption_error",
-        "mean_corruption_error_%_unnormalised",
-        _is("corruption", "benchmark", "mean_corruption_error"),
-        "mean_corruption_error",
-        False,
-        vary=("suite",),
-    ),
-    MetricSpec(
-        "held_out_mean_corruption_error",
-        "held_out_mean_corruption_error_%_unnormalised",
-        _is("corruption", "held_out", "mean_corruption_error"),
-        "mean_corruption_error",
-        False,
-        vary=("suite",),
-    ),
-    MetricSpec("mfr", "mFR_%_{norm}", _is("perturbation", "all", "mfr"), "mfr", False),
-    MetricSpec("mfp", "mFP_%_unnormalised", _is("perturbation", "all", "mfp"), "mfp", False),
-    MetricSpec(
-        "mt5d_normalised",
-        "mT5D_%_{norm}",
-        _is("perturbation", "all", "mt5d_normalised"),
-        "mt5d_normalised",
-        False,
-    ),
-    MetricSpec("mt5d", "mT5D_unnormalised", _is("perturbation", "all", "mt5d"), "mt5d", False),
-    MetricSpec(
-        "crop_consistency", "crop_consistency_%", _is(SHIFT_SUITE, "crop", "consistency"), "consistency", True
-    ),
-    MetricSpec(
-        "circular_consistency",
-        "circular_consistency_%",
-        _is(SHIFT_SUITE, "circular", "consistency"),
-        "consistency",
-        True,
-    ),
-    MetricSpec(
-        "robust_acc",
-        "robust_accuracy_%",
-        _robust_rows,
-        "top1_error",
-        True,
-        vary=("suite", "corruption"),
-        transform=lambda v: 100 - v,
-        split_always=True,
-    ),
-    MetricSpec(
-        "reconstruction_psnr",
-        "reconstruction_psnr_dB",
-        _is(RECONSTRUCTION_SUITE, None, "psnr"),
-        "psnr",
-        True,
-        vary=("corruption",),
-    ),
-)
-
-_SPECS_BY_KEY = {s.key: s for s in HEADLINE}
-
-
-def _suffix(spec: MetricSpec, group: Mapping[str, Any], ambiguous: Sequence[str]) -> str:
-    if spec.split_always:
-        return "[" + ":".join(str(group[f]).removeprefix("eps=") for f in ambiguous) + "]"
-    parts = []
-    for f in ambiguous:
-        v = group[f]
-        parts.append(f"d{v}" if f == "severity" else str(v))
-    return f"[{','.join(parts)}]" if parts else ""
-
-
-def build_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """The one-row-per-model headline table.
-
-    Returns:
-        ``(summary, columns)``: the table (``model, run, arch, pooling`` then, per headline number, the value and
-        ``_ci_low`` / ``_ci_high`` where a CI exists) and, per value column, ``{"key", "metric", "protocol",
-        "higher_is_better"}`` where ``key`` is the ``check`` name (``mce``, or ``mce[cifar10-c]`` when a run holds
-        the number for several suites).
-    """
-    info = _model_info(results)
-    summary = info.copy()
-    columns: dict[str, dict[str, Any]] = {}
-    if results.empty:
-        return summary, columns
-    for spec in HEADLINE:
-        rows = results[spec.select(results)]
-        if spec.key.startswith("clean"):
-            # the clean cell is shared by the corruption suites; keep one row per model
-            classified = corruption_suites(results) + adversarial_suites(results)
-            rows = rows[rows["suite"].isin(classified) | (rows["suite"] == "")]
-            rows = rows.drop_duplicates("model")
-        if rows.empty:
-            continue
-        # a field splits the column when it takes several values; the reconstruction pair only when one model has
-        # several (each model usually reports its own pooling's pair)
-        ambiguous = (
-            list(spec.vary)
-            if spec.split_always
-            else [
-                f
-                for f in spec.vary
-                if (rows.groupby("model")[f].nunique().max() if f == "corruption" else rows[f].nunique()) > 1
-            ]
-        )
-        groups = rows.groupby(ambiguous, sort=False) if ambiguous else [((), rows)]
-        for gkey, grp in groups:
-            gvals = dict(zip(ambiguous, gkey if isinstance(gkey, tuple) else (gkey,)))
-            sfx = _suffix(spec, gvals, ambiguous)
-            col = spec.column.format(norm=_normalisation(grp["protocol"])) + sfx
-            g = grp.drop_duplicates("model").set_index("model")
-            f = scale_for(spec.metric)
-            val, lo, hi = g["value"] * f, g["ci_low"] * f, g["ci_high"] * f
-            if spec.transform is not None:
-                val, lo, hi = val.map(spec.transform), hi.map(spec.transform), lo.map(spec.transform)
-            summary[col] = summary["model"].map(val)
-            if lo.notna().any() or hi.notna().any():
-                summary[f"{col}_ci_low"] = summary["model"].map(lo)
-                summary[f"{col}_ci_high"] = summary["model"].map(hi)
-            columns[col] = {
-                "key": spec.key + sfx,
-                "metric": spec.metric,
-                "protocol": "; ".join(dict.fromkeys(p for p in grp["protocol"] if p)),
-                "higher_is_better": spec.higher_is_better,
-                "unit": unit_for(spec.metric) if spec.metric != "mt5d" else "",
-            }
-    return summary, columns
-
-
-_KEY_OF_COLUMN = re.compile(r"^(?P<base>[^\[]+?)(?P<sfx>\[[^\]]*\])?$")
-
-
-def summary_metrics(summary: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """``{model: {check key: value}}`` from a summary table (as built here or read back from ``summary.csv``).
-
-    Column names are mapped back to the keys of :data:`HEADLINE` (``mCE_%_baseline-normalised`` -> ``mce``);
-    CI columns and unknown columns are ignored.
-    """
-    if "model" not in summary.columns:
-        raise ValueError("summary table has no 'model' column")
-    templates: list[tuple[re.Pattern[str], str]] = []
-    for spec in HEADLINE:
-        pattern = re.escape(spec.column).replace(re.escape("{norm}"), r"[A-Za-z-]+")
-        templates.append((re.compile(f"^{pattern}$"), spec.key))
-    keys: dict[str, str] = {}
-    for col in summary.columns:
-        if col.endswith(("_ci_low", "_ci_high")):
-            continue
-        m = _KEY_OF_COLUMN.match(col)
-        if not m:
-            continue
-        for pattern, key in templates:
-            if pattern.match(m.group("base")):
-                keys[col] = key + (m.group("sfx") or "")
-                break
-    out: dict[str, dict[str, float]] = {}
-    for _, row in summary.iterrows():
-        values = {}
-        for col, key in keys.items():
-            v = pd.to_numeric(row[col], errors="coerce")
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                values[key] = float(v)
-        out[str(row["model"])] = values
-    return out
-
-
-def metric_direction(key: str) -> bool | None:
-    """True when a higher value of check key ``key`` is better, False when lower is, None when unknown."""
-    spec = _SPECS_BY_KEY.get(key.split("[", 1)[0])
-    return None if spec is None else spec.higher_is_better
-
-
-__all__.append("metric_direction")
-
-
 # ------------------------------------------------------------------------------------------------------ detail tables
 def _wide(
     rows: pd.DataFrame, index: list[str], metrics: Sequence[str], names: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
     """Pivot metrics to columns ``<name>`` / ``<name>_ci_low`` / ``<name>_ci_high`` (scaled to the shown unit)."""
-    rows = _scaled(rows[rows["metric"].isin(metrics)])
+    rows = scaled(rows[rows["metric"].isin(metrics)])
     if rows.empty:
         return pd.DataFrame(columns=index)
     out = rows.loc[:, index].drop_duplicates().reset_index(drop=True)
@@ -525,7 +202,7 @@ def _wide(
 
 
 def _with_info(df: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    info = _model_info(results)
+    info = model_info(results)
     drop = [c for c in ("run", "arch", "pooling") if c in df.columns]
     return info.merge(df.drop(columns=drop), on="model", how="inner")
 
@@ -596,7 +273,7 @@ def build_per_severity(results: pd.DataFrame) -> pd.DataFrame:
         ["suite", "corruption", "severity", "model"],
         key=lambda s: s.map(order) if s.name == "corruption" else (s.map(models) if s.name == "model" else s),
     )
-    info = _model_info(results).drop(columns=["run"], errors="ignore")
+    info = model_info(results).drop(columns=["run"], errors="ignore")
     return out.merge(info, on="model", how="left").reset_index(drop=True)
 
 
@@ -627,7 +304,7 @@ def build_shifts(results: pd.DataFrame) -> pd.DataFrame:
     rows = results[results["suite"] == SHIFT_SUITE]
     if rows.empty:
         return pd.DataFrame()
-    rows = _scaled(rows).rename(columns={"corruption": "probe", "severity": "shift"})
+    rows = scaled(rows).rename(columns={"corruption": "probe", "severity": "shift"})
     rows["unit"] = rows["metric"].map(unit_for)
     cols = [
         "run",

@@ -30,3 +30,16 @@ def test_every_command_is_discovered_and_bad_values_exit_2(capsys):
         main(["evaluate", "m.safetensors", "--out", "r", "--severities", "1,x"])
     assert exc.value.code == 2
     assert "expected integers like 1,3,5 or 1-5, got '1,x'" in capsys.readouterr().err
+
+
+def test_every_command_module_is_listed():
+    # commands are registered by explicit import (no module discovery): a new module needs its line in COMMANDS
+    from pathlib import Path
+
+    import robustbench_lift.commands as commands
+    from robustbench_lift.cli import build_parser
+
+    files = {p.stem for p in Path(commands.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
+    assert {m.__name__.rsplit(".", 1)[1] for m in commands.COMMANDS} == files
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert set(choices) == files

@@ -39,9 +39,14 @@ CHECKED = (
 
 @pytest.fixture(scope="module")
 def gate_dir(tmp_path_factory) -> Path:
-    """What ``make gate`` computes: the ci profile from scratch (checkpoints, run store), without the report."""
-    out = tmp_path_factory.mktemp("gate") / "ci-gate"
-    run_demo(out, profile="ci", report=False, progress=False)
+    """What ``make gate`` computes: the ci profile from scratch (checkpoints, run store), without the report.
+
+    With ``RBL_GATE_OUT`` set (``.ci/run``) the run goes to the gate's own folder, which ``make gate GATE_FRESH=``
+    then resumes instead of training the same models a second time.
+    """
+    shared = os.environ.get("RBL_GATE_OUT")
+    out = Path(shared).resolve() if shared else tmp_path_factory.mktemp("gate") / "ci-gate"
+    run_demo(out, profile="ci", report=False, progress=False, restart=True)
     return out
 
 
@@ -133,8 +138,24 @@ def test_make_gate_is_wired_into_ci():
     target = re.search(r"^gate:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
     assert target, "Makefile has no gate target"
     recipe = target.group(1)
-    assert "demo --profile ci" in recipe and "--restart" in recipe
+    assert "demo --profile ci" in recipe and "$(GATE_FRESH)" in recipe
     assert "check --baseline $(GATE_BASELINE)" in recipe
     assert "GATE_BASELINE ?= reports/baseline/baseline.json" in makefile
+    # on its own (a fresh clone) the gate trains from scratch
+    assert re.search(r"^GATE_FRESH\s*\?=\s*--restart$", makefile, flags=re.M)
+    assert re.search(r"^GATE_OUT\s*\?=\s*reports/ci-gate$", makefile, flags=re.M)
+    # in CI the tests train the gate's models into its folder, and the gate resumes from them: trained once
     steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert "make gate" in steps and steps.index("make gate") > steps.index("make test")
+    test_step = steps.index("RBL_GATE_OUT=reports/ci-gate make test")
+    assert steps.index("make gate GATE_FRESH=") > test_step
+    assert steps.index("rm -rf reports/ci-gate") < test_step
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_gate_resumes_the_run_the_tests_made(gate_dir, capsys):
+    # what `make gate GATE_FRESH=` does after the tests: nothing trained or evaluated again, same numbers
+    before = (gate_dir / "run" / "results.csv").read_bytes()
+    result = run_demo(gate_dir, profile="ci", report=False, progress=False)
+    assert result.trained_epochs == {p: 0 for p in POOLINGS} and result.cells_run == 0
+    assert (gate_dir / "run" / "results.csv").read_bytes() == before

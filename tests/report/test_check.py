@@ -9,7 +9,13 @@ import pytest
 from fixtures.make_runs import make_run
 
 from robustbench_lift.cli import main
-from robustbench_lift.report.check import CheckInputError, load_baseline, parse_threshold, run_checks
+from robustbench_lift.report.check import (
+    CheckInputError,
+    load_baseline,
+    parse_threshold,
+    run_checks,
+    write_baseline,
+)
 
 KINDS = ("corruptions", "shift")
 
@@ -227,3 +233,12 @@ def test_run_checks_boundaries(tmp_path):
     assert [r.status for r in ok] == ["PASS", "PASS"]  # exactly at the limit passes
     bad, _ = run_checks(baseline, {"m": {"clean_acc": 88.99, "mce": 102.01}})
     assert [r.status for r in bad] == ["FAIL", "FAIL"]
+
+
+def test_baseline_update_refuses_metrics_the_run_lacks(tmp_path):
+    current = {"lift": {"mce": 90.0, "clean_acc": 93.0}}
+    with pytest.raises(CheckInputError, match=r"does not hold: mfr; available: clean_acc, mce"):
+        write_baseline(tmp_path / "b.json", current, metrics=["mce", "mfr"])
+    assert not (tmp_path / "b.json").exists()
+    path = write_baseline(tmp_path / "b.json", current, metrics=["mce"])
+    assert json.loads(path.read_text())["models"] == {"lift": {"mce": 90.0}}

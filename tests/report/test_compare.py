@@ -105,3 +105,47 @@ def test_no_shared_model_is_a_usage_error(runs, tmp_path, capsys):
     other = make_run(tmp_path / "run-x", {"vgg": ("max", 0.1, 1.0)}, kinds=("shift",))
     assert main(["compare", str(a), str(other)]) == 2
     assert "share no model" in capsys.readouterr().err
+
+
+def _aggregates(table: pd.DataFrame) -> pd.DataFrame:
+    rows = table[table["metric"].isin(["mce", "mean_corruption_error"])]
+    return rows[rows["corruption"].isin(["benchmark", "held_out"])]
+
+
+def test_a_run_compared_with_itself_shows_zero_with_a_zero_interval(runs):
+    a, _, _ = runs
+    agg = _aggregates(compare_runs(a, a, n_boot=200).table)
+    assert set(agg["metric"]) == {"mce", "mean_corruption_error"} and len(agg) == 2 * 2 * len(MODELS)
+    assert (agg["method"] == "paired bootstrap").all() and (agg["n"] == 300).all()
+    for col in ("delta", "delta_ci_low", "delta_ci_high"):
+        assert (agg[col] == 0.0).all(), col
+    text = __import__("robustbench_lift.report.compare", fromlist=["format_table"]).format_table(agg)
+    assert "+0.00 [+0.00, +0.00]" in text and "over 300 shared images" in text
+
+
+def test_suite_aggregates_are_paired_over_the_shared_images(runs):
+    a, b, _ = runs
+    agg = _aggregates(compare_runs(a, b, n_boot=300).table)
+    assert (agg["method"] == "paired bootstrap").all()
+    # the paired estimate is the stored difference (both runs used all 300 images)
+    np.testing.assert_allclose(agg["delta"], agg["value_b"] - agg["value_a"], rtol=1e-6, atol=1e-6)
+    mce = agg[(agg["metric"] == "mean_corruption_error") & (agg["model"] == "lift")].iloc[0]
+    assert mce["significant"] is True and mce["delta_ci_low"] > 0  # every error rate is 8 points higher in B
+
+
+def test_only_shared_images_are_paired_and_the_count_is_said(tmp_path, runs):
+    from robustbench_lift.store import RunStore
+
+    a, _, _ = runs
+    b = make_run(
+        tmp_path / "run-part", MODELS, seed=3, n=300, kinds=("corruptions",), cells=True, corruptions=SOME
+    )
+    with RunStore(b) as store:  # run B evaluated only the first 200 images
+        for key, spec, arrays, info in list(store.iter_cells()):
+            store.save_cell(key, spec, {k: v[:200] for k, v in arrays.items()}, {**info, "n": 200})
+    res = compare_runs(a, b, n_boot=100)
+    agg = _aggregates(res.table)
+    assert (agg["method"] == "paired bootstrap").all() and (agg["n"] == 200).all()
+    cells = res.table[res.table["metric"] == "top1_error"]
+    assert (cells["n"] == 200).all()
+    assert any("only the 200 images both runs evaluated (A: 300, B: 200)" in n for n in res.notes)

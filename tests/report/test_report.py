@@ -188,7 +188,7 @@ def test_report_without_gallery_notes_why(tmp_path, capsys):
 
 def test_gallery_drawn_from_the_manifest_dataset_spec(tmp_path, monkeypatch):
     # evaluate records the dataset as {"spec": ..., ...}; the gallery must be drawn from that spec
-    import robustbench_lift.report.plots as plots
+    import robustbench_lift.report.gallery as gallery_mod
 
     seen = {}
 
@@ -198,7 +198,7 @@ def test_gallery_drawn_from_the_manifest_dataset_spec(tmp_path, monkeypatch):
         fig.add_subplot().plot([0, 1])
         return fig
 
-    monkeypatch.setattr(plots, "gallery_from_dataset", fake_gallery)
+    monkeypatch.setattr(gallery_mod, "gallery_from_dataset", fake_gallery)
     run = make_run(tmp_path / "with-gallery", kinds=("corruptions",), seed=3)
     result = write_report([run], tmp_path / "rep", formats=("png",))
     assert seen == {"dataset": "cifar10-c:/data/CIFAR-10-C", "suite": "cifar10-c", "seed": 3}
