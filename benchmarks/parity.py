@@ -210,7 +210,7 @@ def _run_fed(
     )
     x = images.float() / 255
     ours = CORRUPTIONS.get(name)(x, suite.param(name, severity), ctx)
-    ours = (ours.clamp(0, 1) * 255).round().to(torch.uint8)
+    ours = (ours.clamp(0, 1) * 255).floor().to(torch.uint8)  # the package truncates (np.uint8)
     fn = reference_function(name)
     ref = []
     hwc = images.permute(0, 2, 3, 1).numpy()
