@@ -126,7 +126,7 @@ def tilt_matrix(width: int, height: int, degrees: float) -> np.ndarray:
 
     ``P1`` lifts pixel (x, y) to ``(x - W/2, y - H/2, 1, 1)``, ``RY`` / ``RX`` turn it about the y and x axes,
     ``T`` moves it ``f = sqrt(W^2 + H^2)`` away and ``P2`` projects with focal length f back about ``(W/2, H/2)``.
-    The point ``(W/2, H/2)`` moves by less than ``sin(degrees)`` px (it sits one unit off the rotation centre).
+    The point ``(W/2, H/2)`` moves by less than ``sin(degrees)`` px per axis (it sits one unit off the rotation centre).
     """
     w, h = float(width), float(height)
     t = math.radians(degrees)

@@ -57,6 +57,7 @@ __all__ = [
     "num_frames",
     "is_noise_perturbation",
     "crop_stage",
+    "frame_value",
 ]
 
 #: Noise difficulty levels (1..3). For the other perturbations the difficulty only sets the comparison stride.
@@ -116,11 +117,11 @@ def _imagenet_p() -> PerturbationSuite:
             "mix": 0.85,
             **crop,
         },
-        "brightness": {"frames": 31, "delta": (-0.30, 0.02), **crop},
+        "brightness": {"frames": 31, "delta": (-30.0, 2.0, 100.0), **crop},  # (i - 15) * 2 / 100
         "translate": {"frames": 41, "shift": (-20.0, 1.0)},
         "rotate": {"frames": 31, "degrees": (-15.0, 1.0)},
         "tilt": {"frames": 31, "degrees": (-15.0, 1.0)},
-        "scale": {"frames": 31, "scale": (0.40, 0.025)},
+        "scale": {"frames": 31, "scale": (40.0, 2.5, 100.0)},  # (2.5 i + 40) / 100
         "gaussian_blur": {"frames": 31, "sigma": (0.25, 0.035), "truncate": 6.0, **crop},
         "shear": {"frames": 31, "degrees": (-15.0, 1.0)},
         "spatter": {
@@ -156,11 +157,11 @@ def _cifar10_p() -> PerturbationSuite:
             "angle": (-150.0, 4.0),
             "mix": 0.85,
         },
-        "brightness": {"frames": 31, "delta": (-0.225, 0.015)},
+        "brightness": {"frames": 31, "delta": (-22.5, 1.5, 100.0)},  # (i - 15) * 1.5 / 100
         "translate": {"frames": 16, "shift": (-7.0, 1.0)},
         "rotate": {"frames": 31, "degrees": (-15.0, 1.0)},
         "tilt": {"frames": 31, "degrees": (-11.25, 0.75)},
-        "scale": {"frames": 31, "scale": (0.70, 0.02)},
+        "scale": {"frames": 31, "scale": (70.0, 2.0, 100.0)},  # (2 i + 70) / 100
         "gaussian_blur": {"frames": 31, "sigma": (0.3, 0.015), "truncate": 7.0},
         "shear": {"frames": 31, "degrees": (-15.0, 1.0)},
         "spatter": {
@@ -174,9 +175,19 @@ def _cifar10_p() -> PerturbationSuite:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _linear(spec: tuple[float, float], i: int) -> float:
+def _linear(spec: tuple[float, ...], i: int) -> float:
+    """Frame i's value of a linear parameter: ``start + step * i``, or ``(start + step * i) / div`` for a
+    3-tuple - written as the generators compute it, so that the float values are theirs bit for bit."""
+    if len(spec) == 3:
+        start, step, div = spec
+        return (float(start) + float(step) * i) / float(div)
     start, step = spec
     return float(start) + float(step) * i
+
+
+def frame_value(spec: tuple[float, ...], i: int) -> float:
+    """Frame ``i``'s value of a suite entry's linear parameter (``(start, step)`` or ``(start, step, div)``)."""
+    return _linear(spec, i)
 
 
 @dataclass
