@@ -658,7 +658,14 @@ def perturbation_source(suite: PerturbationSuite, dataset: Any) -> str:
     if _is_pregenerated(dataset):
         return "pre-generated"
     if suite.name == "cifar10-p":
-        return "generated on the fly with make_cifar_p.py's parameters"
+        text = "generated on the fly with make_cifar_p.py's parameters"
+        size = getattr(dataset, "image_size", None)
+        if size is not None and tuple(size) != (suite.native_size, suite.native_size):
+            text += (
+                f" on {size[0]}x{size[1]} images, not CIFAR-10-P's 32 px (pixel-sized parameters scaled by "
+                f"{min(size) / suite.native_size:.3g})"
+            )
+        return text
     if suite.name == "imagenet-p":
         if _has_originals(dataset):
             return (
