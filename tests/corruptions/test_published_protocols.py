@@ -4,14 +4,20 @@ their generators make them (docs/corruptions.md, docs/perturbations_and_probes.m
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 import warnings
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from corruptions.api import corrupt
+from corruptions.geometry import resize_shorter, tilt_matrix
+from corruptions.perturbations import frame_value, get_perturbation_suite, perturb
 from corruptions.reference import corrupt_reference
 from corruptions.suites import SuiteSizeWarning
 
@@ -97,14 +103,6 @@ def test_quantize_mode_is_checked(photos):
 
 
 # ------------------------------------------------------------------------------------------------ -P generators
-import math  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from corruptions.geometry import resize_shorter  # noqa: E402
-from corruptions.perturbations import frame_value, get_perturbation_suite, perturb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +219,6 @@ def test_tilt_keeps_the_centre_pixel(suite, size):
     assert (out[0, :, :, c, c] == 1.0).all()
     assert (out[0, :, :, c - 1, c - 1] == 1.0).all()
     # the generators' matrix moves the point (W/2, H/2) by less than sin(angle) per axis
-    from corruptions.geometry import tilt_matrix
-
     for deg in (-15.0, -7.0, 15.0):
         p = tilt_matrix(size, size, deg) @ np.array([size / 2, size / 2, 1.0])
         moved = np.hypot(p[0] / p[2] - size / 2, p[1] / p[2] - size / 2)
