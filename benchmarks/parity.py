@@ -14,8 +14,13 @@ transform, a different algorithm from the package's, while the ``imagecorruption
 The ImageNet-C table is applied at every
 size as written (what imagecorruptions does); the size warning is silenced here on purpose.
 
+With ``--perturbations`` it compares the perturbation engine with the CIFAR-10-P / ImageNet-P generators instead
+(``benchmarks/_parity_p.py``: the generators' steps re-implemented from the published scripts; frame PSNR for the
+deterministic sequences, PSNR-to-clean for the noisy ones).
+
 Usage::
 
+    python benchmarks/parity.py --perturbations [--p-suites cifar10-p,imagenet-p] [--photos N]
     python benchmarks/parity.py [--sizes 224,32] [--severities 1,2,3,4,5] [--corruptions a,b] [--photos N]
                                 [--repeats R] [--out reports/parity/parity.csv] [--quick]
 
@@ -210,7 +215,7 @@ def _run_fed(
     )
     x = images.float() / 255
     ours = CORRUPTIONS.get(name)(x, suite.param(name, severity), ctx)
-    ours = (ours.clamp(0, 1) * 255).round().to(torch.uint8)
+    ours = (ours.clamp(0, 1) * 255).floor().to(torch.uint8)  # the package truncates (np.uint8)
     fn = reference_function(name)
     ref = []
     hwc = images.permute(0, 2, 3, 1).numpy()
@@ -419,13 +424,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/parity/parity.csv", help="CSV with every row")
     p.add_argument("--quick", action="store_true", help="3 photos, severities 1,3,5, 2 repeats")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--perturbations",
+        action="store_true",
+        help="compare the -P sequences with the CIFAR-10-P / ImageNet-P generators instead",
+    )
+    p.add_argument("--p-suites", default="cifar10-p,imagenet-p", help="perturbation suites (--perturbations)")
     return p
+
+
+def _main_perturbations(args: argparse.Namespace) -> int:
+    from benchmarks._parity_p import format_perturbation_table, run_perturbation_parity
+    from corruptions.perturbations import list_perturbations
+
+    photos = PHOTOS[: max(1, min(len(PHOTOS), args.photos))]
+    if args.quick:
+        photos = PHOTOS[:2]
+    names = args.corruptions.split(",") if args.corruptions else list_perturbations()
+    unknown = [n for n in names if n not in list_perturbations()]
+    if unknown:
+        print(
+            f"unknown perturbations {', '.join(unknown)}; valid: {', '.join(list_perturbations())}",
+            file=sys.stderr,
+        )
+        return 2
+    suites = [v for v in args.p_suites.split(",") if v]
+
+    def progress(r) -> None:
+        print(f"{r.suite} {r.perturbation} d{r.difficulty} {r.kind}: {r.psnr_min:.1f} / {r.clean_ours:.2f} "
+              f"{r.clean_gen:.2f} {'ok' if r.passed else 'FAIL'}", file=sys.stderr)  # fmt: skip
+
+    t0 = time.perf_counter()
+    rows = run_perturbation_parity(suites, names, photos, args.seed, progress)
+    print(format_perturbation_table(rows))
+    print(f"\n{len(rows)} sequences compared in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0 if all(r.passed for r in rows) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.perturbations:
+        return _main_perturbations(args)
     photos = PHOTOS[: max(1, min(len(PHOTOS), args.photos))]
     severities, repeats = args.severities, args.repeats
     if args.quick:

@@ -2,8 +2,10 @@
 
 ``corrupt`` validates the input, converts it to float32 in [0, 1], derives one seed per image from
 ``(seed, ids[i], name, severity)``, runs the registered corruption function, clamps to [0, 1], quantises to 8-bit
-levels (``round(x * 255) / 255``: the published -C sets are stored as uint8, so a float pipeline sees the same
-levels) and returns the caller's dtype and device.
+levels and returns the caller's dtype and device. Quantisation is the published sets' own by default: their
+generators store ``np.uint8(x * 255)``, a truncation, so ``quantize="trunc"`` gives ``floor(x * 255) / 255``;
+``quantize="round"`` rounds to the nearest level instead (about half a level brighter than the published files;
+see docs/corruptions.md).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from .base import CORRUPTIONS, Context
 from .rng import per_sample_seeds
 from .suites import SUITES, Suite, _check_severity, get_suite, resolve_suite
 
-__all__ = ["corrupt", "list_corruptions", "BACKENDS", "CATEGORIES"]
+__all__ = ["corrupt", "list_corruptions", "quantize_levels", "BACKENDS", "CATEGORIES", "QUANTIZE_MODES"]
 
 BACKENDS: tuple[str, ...] = ("torch", "reference")
 CATEGORIES: tuple[str, ...] = ("noise", "blur", "weather", "digital")
+#: How float results become 8-bit levels: ``"trunc"`` (the published generators' ``np.uint8``) or ``"round"``.
+QUANTIZE_MODES: tuple[str, ...] = ("trunc", "round")
 _FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 #: On the CPU, batches are processed in chunks of about this many values: intermediate tensors then stay in the
@@ -120,6 +124,7 @@ def corrupt(
     seed: int = 0,
     ids: Sequence[int] | torch.Tensor | np.ndarray | None = None,
     backend: str = "torch",
+    quantize: str = "trunc",
 ) -> torch.Tensor:
     """Corrupt a batch of images.
 
@@ -133,6 +138,8 @@ def corrupt(
             ``(seed, ids[i], name, severity)``.
         backend: ``"torch"`` (this engine, batched) or ``"reference"`` (imagecorruptions 1.1.2; suites
             ``imagenet-c`` and ``imagecorruptions`` only, both run the package as published).
+        quantize: ``"trunc"`` (default: ``floor(255 x)``, as the published sets are stored) or ``"round"``
+            (nearest level). The reference backend always truncates, as the package does.
 
     Returns:
         The corrupted images, same shape, dtype and device as ``images``; floats lie on the 8-bit levels k / 255.
@@ -142,6 +149,7 @@ def corrupt(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    _check_quantize(quantize)
     s = resolve_suite(suite)
     if name not in s.params:
         raise ValueError(
@@ -185,11 +193,29 @@ def corrupt(
             device=x.device,
             elastic_variant=s.elastic_variant,
         )
-        out[start:stop] = _run(fn, name, x[start:stop], param, ctx)
+        out[start:stop] = _run(fn, name, x[start:stop], param, ctx, quantize)
     return out if images.ndim == 4 else out[0]
 
 
-def _run(fn: Any, name: str, x: torch.Tensor, param: Any, ctx: Context) -> torch.Tensor:
+def _check_quantize(quantize: object) -> str:
+    if not isinstance(quantize, str) or quantize not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantize mode {quantize!r}; valid: {', '.join(QUANTIZE_MODES)}")
+    return quantize
+
+
+def quantize_levels(y: torch.Tensor, quantize: str = "trunc") -> torch.Tensor:
+    """8-bit levels 0..255 (as floats) of images ``y`` in [0, 1]: ``floor(255 y)`` or ``round(255 y)``.
+
+    Clamps first. ``floor(255 * k / 255) == k`` holds exactly in float32 for every level k, so a pixel the
+    corruption leaves unchanged keeps its level under truncation too.
+    """
+    scaled = y.clamp(0.0, 1.0) * 255.0
+    return torch.floor(scaled) if _check_quantize(quantize) == "trunc" else torch.round(scaled)
+
+
+def _run(
+    fn: Any, name: str, x: torch.Tensor, param: Any, ctx: Context, quantize: str = "trunc"
+) -> torch.Tensor:
     """Run one corruption on a chunk: float32 in, clamp, quantise to 8-bit levels, caller's dtype out."""
     xf = x.detach().to(torch.float32)
     if x.dtype == torch.uint8:
@@ -199,7 +225,7 @@ def _run(fn: Any, name: str, x: torch.Tensor, param: Any, ctx: Context) -> torch
     y = fn(xf, param, ctx)
     if y.shape != xf.shape:
         raise RuntimeError(f"corruption {name!r} returned shape {tuple(y.shape)} for input {tuple(xf.shape)}")
-    levels = torch.round(y.clamp(0.0, 1.0) * 255.0)
+    levels = quantize_levels(y, quantize)
     if x.dtype == torch.uint8:
         return levels.to(torch.uint8)
     return (levels / 255.0).to(x.dtype)

@@ -1,48 +1,53 @@
-"""Perturbation sequences in the style of ImageNet-P / CIFAR-10-P (Hendrycks & Dietterich, ICLR 2019).
+"""Perturbation sequences of ImageNet-P / CIFAR-10-P (Hendrycks & Dietterich, ICLR 2019), as their generators
+make them.
 
 A perturbation turns one image into a short sequence of frames whose content changes a little from frame to frame.
-Sequences are generated on the fly, batched in torch, and seeded per image: image ``i``'s frames depend only on
+Sequences are generated on the fly and seeded per image: image ``i``'s frames depend only on
 ``derive_seed(seed, ids[i], name, difficulty)``, never on the batch it is in or on which frames are asked for.
 
 ``perturb(images, name, suite=..., difficulty=..., frames=...)`` returns ``(N, T, C, H, W)`` floats in [0, 1];
 ``iter_perturb`` yields the same frames in chunks, so long 224 px sequences need not be held in memory at once.
 
-Suites (``PERTURBATION_SUITES``):
+Suites (``PERTURBATION_SUITES``), both with the parameters, frame counts, fills and interpolation of the published
+generators (``make_cifar_p.py``, ``make_imagenet_p.py``; the table is in docs/perturbations_and_probes.md):
 
-* ``imagenet-p``: the ImageNet-P frame counts and per-frame parameters (native size 256: the published protocol is
-  ``Resize(256) -> perturb -> CenterCrop(224)``; pass 256 px images and ``output_size=224`` for that).
-* ``cifar10-p``: the CIFAR-10-P frame counts (native size 32). The published per-frame parameters of CIFAR-10-P are
-  not reproduced here; the suite uses a stated rule instead (see ``_cifar10_p``): parameters that do not depend on
-  the image's resolution (angles, zoom and scale factors) keep ImageNet-P's values; noise, blur, brightness and the
-  weather layers take ImageNet-P's values times the ratio between the CIFAR-10-C and ImageNet-C severity-1
-  parameters; translations are SPEC's -7..+8 px.
+* ``cifar10-p``: 32 px images in, 32 px frames out.
+* ``imagenet-p``: Resize(256) of the original image in, 224 px frames out with ``crop_to=224``: the photometric
+  perturbations (``meta["crop"] == "before"``: noise, blurs, snow, brightness, spatter) take the centre 224 crop
+  first and perturb it, the geometric ones (``"after"``: zoom, translate, rotate, tilt, scale, shear) perturb the
+  256 px image and crop after, as the generator does per perturbation. The generator then encoded every sequence
+  as H.264 video; that step is not reproduced (``IMAGENET_P_NOT_REPRODUCED``).
 
 Noise perturbations (``meta["noise"]``) start with the clean image (frame 0) and add independent noise to every
 later frame; flip probability compares each frame with frame 0. All other sequences are compared frame to frame.
-Pixel-sized parameters (blur radii and sigmas, translations) scale with ``min(H, W) / native_size``.
-Outputs are clamped to [0, 1] and quantised to 8-bit levels, as the published sets are stored as uint8.
+Pixel-sized parameters (blur radii and sigmas, translations) are written for the suite's size (an entry's
+``native``, else the suite's ``native_size``) and scale with ``min(H, W) / native`` on other sizes.
+Frames are clamped to [0, 1] and truncated to 8-bit levels (``quantize="trunc"``), as the generators store them
+(``np.uint8``); ``quantize="round"`` rounds instead, ``quantize=False`` keeps floats.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._ops import clipped_zoom, gaussian_blur, motion_blur, rgb_to_gray
 from .base import PERTURBATIONS, Context
+from .digital import brightness as _brightness_op
+from .geometry import affine_inverse, centre_crop, pil_affine, shift_black, tilt_matrix, warp_perspective
 from .rng import per_sample_seeds, torch_generator
-from .weather import spatter
+from .weather import _LUMA_REF, _luma, _rain_shape
 
 __all__ = [
     "PERTURBATIONS",
     "PERTURBATION_SUITES",
     "DIFFICULTIES",
+    "IMAGENET_P_NOT_REPRODUCED",
     "PerturbationSuite",
     "perturb",
     "iter_perturb",
@@ -51,10 +56,15 @@ __all__ = [
     "get_perturbation_suite",
     "num_frames",
     "is_noise_perturbation",
+    "crop_stage",
+    "frame_value",
 ]
 
 #: Noise difficulty levels (1..3). For the other perturbations the difficulty only sets the comparison stride.
 DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
+
+#: The one step of the ImageNet-P generator this engine does not run.
+IMAGENET_P_NOT_REPRODUCED = "the published frames' H.264 video encoding (libx264) is not reproduced"
 
 
 @dataclass(frozen=True)
@@ -63,15 +73,17 @@ class PerturbationSuite:
 
     Args:
         name: suite name (``"imagenet-p"``, ``"cifar10-p"``).
-        native_size: image side the pixel-sized parameters were written for.
+        native_size: image side the pixel-sized parameters were written for (an entry's ``native`` overrides it).
         params: per perturbation, a dict with ``frames`` (T) and that perturbation's parameters.
-        note: where the parameters come from.
+        note: where the parameters come from, and what is not reproduced.
+        crop: the published frame size (ImageNet-P: 224), None when frames keep the input size.
     """
 
     name: str
     native_size: int
     params: dict[str, dict[str, Any]]
     note: str = ""
+    crop: int | None = None
 
     def frames(self, perturbation: str) -> int:
         """Number of frames T of ``perturbation`` in this suite."""
@@ -81,72 +93,101 @@ class PerturbationSuite:
         PERTURBATIONS.get(perturbation)
         return self.params[perturbation]
 
+    def native(self, perturbation: str) -> int:
+        """The image side ``perturbation``'s pixel-sized parameters were written for."""
+        return int(self.entry(perturbation).get("native", self.native_size))
+
 
 def _imagenet_p() -> PerturbationSuite:
-    # SPEC §6. Frame i (0-based) parameter = start + step * i.
+    # make_imagenet_p.py. Linear parameters are (value at frame 0, step per frame). Photometric sequences run on
+    # the 224 px centre crop ("native": 224), geometric ones on the 256 px image.
+    crop = {"native": 224}
     p: dict[str, dict[str, Any]] = {
-        "gaussian_noise": {"frames": 31, "sigma": {1: 0.03, 2: 0.05, 3: 0.08}},
-        "shot_noise": {"frames": 31, "lam": {1: 300.0, 2: 120.0, 3: 60.0}},
-        "speckle_noise": {"frames": 31, "sigma": {1: 0.05, 2: 0.10, 3: 0.15}},
-        "motion_blur": {"frames": 31, "radius": 10, "sigma": 3.0, "angle": (-120.0, 4.0)},
+        "gaussian_noise": {"frames": 31, "sigma": {1: 0.03, 2: 0.05, 3: 0.08}, **crop},
+        "shot_noise": {"frames": 31, "lam": {1: 300.0, 2: 120.0, 3: 60.0}, **crop},
+        "speckle_noise": {"frames": 31, "sigma": {1: 0.05, 2: 0.10, 3: 0.15}, **crop},
+        "motion_blur": {"frames": 31, "radius": 10, "sigma": 3.0, "angle": (-120.0, 4.0), **crop},
         "zoom_blur": {"frames": 31, "zoom": (1.0, 0.004)},
-        # the flake layer of ImageNet-C snow severity 1 (a project choice: SPEC gives only the angle)
-        "snow": {"frames": 31, "snow": (0.1, 0.3, 3.0, 0.5, 10, 4.0, 0.8), "angle": (-150.0, 4.0)},
-        "brightness": {"frames": 31, "delta": (-0.30, 0.02)},
+        "snow": {
+            "frames": 31,
+            "layer": (0.05, 0.3, 3.0, 0.5),
+            "radius": 14,
+            "sigma": 4.0,
+            "angle": (-150.0, 4.0),
+            "mix": 0.85,
+            **crop,
+        },
+        "brightness": {"frames": 31, "delta": (-30.0, 2.0, 100.0), **crop},  # (i - 15) * 2 / 100
         "translate": {"frames": 41, "shift": (-20.0, 1.0)},
         "rotate": {"frames": 31, "degrees": (-15.0, 1.0)},
         "tilt": {"frames": 31, "degrees": (-15.0, 1.0)},
-        "scale": {"frames": 31, "scale": (0.40, 0.025)},
-        "gaussian_blur": {"frames": 31, "sigma": (0.25, 0.035)},
+        "scale": {"frames": 31, "scale": (40.0, 2.5, 100.0)},  # (2.5 i + 40) / 100
+        "gaussian_blur": {"frames": 31, "sigma": (0.25, 0.035), "truncate": 6.0, **crop},
         "shear": {"frames": 31, "degrees": (-15.0, 1.0)},
-        # ImageNet-C spatter severity 1 (rain), its liquid layer drifting down by ``drift`` px per frame
-        "spatter": {"frames": 31, "spatter": (0.65, 0.3, 4.0, 0.69, 0.6, 0), "drift": 1.0},
-    }
-    return PerturbationSuite("imagenet-p", 256, p, note="ImageNet-P per-frame parameters (SPEC §6)")
-
-
-def _cifar10_p() -> PerturbationSuite:
-    # Frame counts from SPEC §6; parameters by the rule stated in the module docstring (project choice).
-    # ratios CIFAR-10-C / ImageNet-C at severity 1: gaussian .04/.08, shot 500/60, speckle .06/.15,
-    # gaussian_blur .4/1, motion (6,1)/(10,3), brightness .05/.1.
-    r_gauss, r_shot, r_speckle, r_blur, r_bright = 0.5, 500 / 60, 0.4, 0.4, 0.5
-    p: dict[str, dict[str, Any]] = {
-        "gaussian_noise": {
+        "spatter": {
             "frames": 31,
-            "sigma": {d: r_gauss * s for d, s in {1: 0.03, 2: 0.05, 3: 0.08}.items()},
+            "liquid": (0.65, 0.27, 3.7, 0.69),
+            "smear": (0.05, 0.1, 0.15, 0.7),
+            "intensity": 0.6,
+            **crop,
         },
-        "shot_noise": {
-            "frames": 31,
-            "lam": {d: r_shot * s for d, s in {1: 300.0, 2: 120.0, 3: 60.0}.items()},
-        },
-        "speckle_noise": {
-            "frames": 31,
-            "sigma": {d: r_speckle * s for d, s in {1: 0.05, 2: 0.10, 3: 0.15}.items()},
-        },
-        "motion_blur": {"frames": 21, "radius": 6, "sigma": 1.0, "angle": (-80.0, 4.0)},
-        "zoom_blur": {"frames": 31, "zoom": (1.0, 0.004)},
-        "snow": {"frames": 31, "snow": (0.1, 0.2, 1.0, 0.6, 8, 3.0, 0.95), "angle": (-150.0, 4.0)},
-        "brightness": {"frames": 31, "delta": (-0.30 * r_bright, 0.02 * r_bright)},
-        "translate": {"frames": 16, "shift": (-7.0, 1.0)},
-        "rotate": {"frames": 31, "degrees": (-15.0, 1.0)},
-        "tilt": {"frames": 31, "degrees": (-15.0, 1.0)},
-        "scale": {"frames": 31, "scale": (0.40, 0.025)},
-        "gaussian_blur": {"frames": 31, "sigma": (0.25 * r_blur, 0.035 * r_blur)},
-        "shear": {"frames": 31, "degrees": (-15.0, 1.0)},
-        "spatter": {"frames": 31, "spatter": (0.62, 0.1, 0.7, 0.7, 0.5, 0), "drift": 1.0},
     }
     return PerturbationSuite(
-        "cifar10-p",
-        32,
+        "imagenet-p",
+        256,
         p,
-        note="CIFAR-10-P frame counts; parameters scaled from ImageNet-P by the CIFAR-10-C/ImageNet-C ratios",
+        note=f"ImageNet-P generator's parameters (make_imagenet_p.py); {IMAGENET_P_NOT_REPRODUCED}",
+        crop=224,
     )
 
 
+def _cifar10_p() -> PerturbationSuite:
+    # make_cifar_p.py (32 px in and out)
+    p: dict[str, dict[str, Any]] = {
+        "gaussian_noise": {"frames": 31, "sigma": {1: 0.02, 2: 0.04, 3: 0.06}},
+        "shot_noise": {"frames": 31, "lam": {1: 700.0, 2: 400.0, 3: 200.0}},
+        "speckle_noise": {"frames": 31, "sigma": {1: 0.05, 2: 0.07, 3: 0.10}},
+        "motion_blur": {"frames": 21, "radius": 6, "sigma": 1.8, "angle": (-180.0, 9.0)},
+        "zoom_blur": {"frames": 31, "zoom": (1.0, 0.004)},
+        "snow": {
+            "frames": 31,
+            "layer": (0.05, 0.3, 2.0, 0.5),
+            "radius": 10,
+            "sigma": 2.0,
+            "angle": (-150.0, 4.0),
+            "mix": 0.85,
+        },
+        "brightness": {"frames": 31, "delta": (-22.5, 1.5, 100.0)},  # (i - 15) * 1.5 / 100
+        "translate": {"frames": 16, "shift": (-7.0, 1.0)},
+        "rotate": {"frames": 31, "degrees": (-15.0, 1.0)},
+        "tilt": {"frames": 31, "degrees": (-11.25, 0.75)},
+        "scale": {"frames": 31, "scale": (70.0, 2.0, 100.0)},  # (2 i + 70) / 100
+        "gaussian_blur": {"frames": 31, "sigma": (0.3, 0.015), "truncate": 7.0},
+        "shear": {"frames": 31, "degrees": (-15.0, 1.0)},
+        "spatter": {
+            "frames": 31,
+            "liquid": (0.6, 0.265, 1.75, 0.7),
+            "smear": (0.2, 0.8),
+            "intensity": 0.6,
+        },
+    }
+    return PerturbationSuite("cifar10-p", 32, p, note="CIFAR-10-P generator's parameters (make_cifar_p.py)")
+
+
 # ------------------------------------------------------------------------------------------------ helpers
-def _linear(spec: tuple[float, float], i: int) -> float:
+def _linear(spec: tuple[float, ...], i: int) -> float:
+    """Frame i's value of a linear parameter: ``start + step * i``, or ``(start + step * i) / div`` for a
+    3-tuple - written as the generators compute it, so that the float values are theirs bit for bit."""
+    if len(spec) == 3:
+        start, step, div = spec
+        return (float(start) + float(step) * i) / float(div)
     start, step = spec
     return float(start) + float(step) * i
+
+
+def frame_value(spec: tuple[float, ...], i: int) -> float:
+    """Frame ``i``'s value of a suite entry's linear parameter (``(start, step)`` or ``(start, step, div)``)."""
+    return _linear(spec, i)
 
 
 @dataclass
@@ -158,7 +199,7 @@ class _Frames:
     param: dict[str, Any]  # the suite entry
     difficulty: int
     ctx: Context  # per-image generators (seeded by seed, id, name, difficulty)
-    scale: float  # min(H, W) / native_size
+    scale: float  # min(H, W) / the entry's native size
 
 
 def _frame_generator(image_seed: int, frame: int) -> torch.Generator:
@@ -176,38 +217,8 @@ def _repeat(x: Tensor, count: int) -> Tensor:
     return x.unsqueeze(1).expand(x.shape[0], count, *x.shape[1:]).clone()
 
 
-def _centred_grid(h: int, w: int, mats: Tensor) -> Tensor:
-    """Sampling grid (F, H, W, 2) for ``grid_sample(align_corners=True)`` from output->source maps (F, 3, 3).
-
-    The maps act on pixel coordinates centred on the image centre, so rotations stay rotations on non-square images.
-    """
-    ys = torch.arange(h, dtype=torch.float64) - (h - 1) / 2
-    xs = torch.arange(w, dtype=torch.float64) - (w - 1) / 2
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
-    src = pts @ mats.transpose(-1, -2)  # (F, HW, 3)
-    src = src[..., :2] / src[..., 2:]
-    norm = torch.tensor([max(w - 1, 1) / 2, max(h - 1, 1) / 2], dtype=torch.float64)
-    return (src / norm).reshape(-1, h, w, 2)
-
-
-def _warp(x: Tensor, mats: Tensor, padding_mode: str = "zeros") -> Tensor:
-    """Warp every image by every map: (N, C, H, W), (F, 3, 3) -> (N, F, C, H, W), bilinear."""
-    n, c, h, w = x.shape
-    f = mats.shape[0]
-    grid = _centred_grid(h, w, mats).to(device=x.device, dtype=x.dtype)
-    xr = x.unsqueeze(1).expand(n, f, c, h, w).reshape(n * f, c, h, w)
-    gr = grid.unsqueeze(0).expand(n, f, h, w, 2).reshape(n * f, h, w, 2)
-    out = F.grid_sample(xr, gr, mode="bilinear", padding_mode=padding_mode, align_corners=True)
-    return out.reshape(n, f, c, h, w)
-
-
-def _mat(rows: list[list[float]]) -> Tensor:
-    return torch.tensor(rows, dtype=torch.float64)
-
-
 # ------------------------------------------------------------------------------------------------ noise
-@PERTURBATIONS.register("gaussian_noise", category="noise", split="test", noise=True)
+@PERTURBATIONS.register("gaussian_noise", category="noise", split="test", noise=True, crop="before")
 def _gaussian_noise(x: Tensor, fr: _Frames) -> Tensor:
     """Frame 0 clean; frame k > 0 adds N(0, sigma^2) noise drawn for (image, k)."""
     sigma = float(fr.param["sigma"][fr.difficulty])
@@ -216,7 +227,7 @@ def _gaussian_noise(x: Tensor, fr: _Frames) -> Tensor:
     return _keep_clean_frame(out, x, fr)
 
 
-@PERTURBATIONS.register("shot_noise", category="noise", split="test", noise=True)
+@PERTURBATIONS.register("shot_noise", category="noise", split="test", noise=True, crop="before")
 def _shot_noise(x: Tensor, fr: _Frames) -> Tensor:
     """Frame 0 clean; frame k > 0 is Poisson(x * lam) / lam drawn for (image, k)."""
     lam = float(fr.param["lam"][fr.difficulty])
@@ -231,7 +242,7 @@ def _shot_noise(x: Tensor, fr: _Frames) -> Tensor:
     return _keep_clean_frame(out, x, fr)
 
 
-@PERTURBATIONS.register("speckle_noise", category="noise", split="validation", noise=True)
+@PERTURBATIONS.register("speckle_noise", category="noise", split="validation", noise=True, crop="before")
 def _speckle_noise(x: Tensor, fr: _Frames) -> Tensor:
     """Frame 0 clean; frame k > 0 is x + x * N(0, sigma^2) drawn for (image, k)."""
     sigma = float(fr.param["sigma"][fr.difficulty])
@@ -249,9 +260,13 @@ def _keep_clean_frame(out: Tensor, x: Tensor, fr: _Frames) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ blur
-@PERTURBATIONS.register("motion_blur", category="blur", split="test", noise=False)
+@PERTURBATIONS.register("motion_blur", category="blur", split="test", noise=False, crop="before")
 def _motion_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Motion blur with a fixed radius and sigma whose angle turns by a fixed step per frame."""
+    """Motion blur with a fixed radius and sigma whose angle turns by a fixed step per frame.
+
+    The generators call ImageMagick's motion blur; the kernel here is imagecorruptions' stand-in for it (the one
+    the motion_blur corruption uses).
+    """
     radius = max(1, int(round(fr.param["radius"] * fr.scale)))
     sigma = float(fr.param["sigma"]) * fr.scale
     n = x.shape[0]
@@ -262,41 +277,52 @@ def _motion_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
     return torch.stack(frames, dim=1)
 
 
-@PERTURBATIONS.register("zoom_blur", category="blur", split="test", noise=False)
+@PERTURBATIONS.register("zoom_blur", category="blur", split="test", noise=False, crop="after")
 def _zoom_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Frame k is the running average of the centre zooms by 1 + step * j, j = 0..k (frame 0 = the image)."""
+    """Frame k is the running average of the image and its zooms by ``1 + step * j``, j = 1..k.
+
+    Each zoom is torchvision's affine ``scale`` (bilinear, 8-bit, :func:`corruptions.geometry.pil_affine`); the
+    average is summed in float32 in the generator's order and truncated when stored.
+    """
     h, w = x.shape[-2:]
     wanted = set(fr.index)
-    total = torch.zeros_like(x)
-    by_frame: dict[int, Tensor] = {}
-    for j in range(max(fr.index) + 1):
+    total = x.clone()
+    by_frame: dict[int, Tensor] = {0: x} if 0 in wanted else {}
+    for j in range(1, max(fr.index) + 1):
         z = _linear(fr.param["zoom"], j)
-        total = total + (x if z == 1.0 else clipped_zoom(x, z)[..., :h, :w])
+        total = total + pil_affine(x, [affine_inverse(w, h, scale=z)])[:, 0]
         if j in wanted:
             by_frame[j] = total / (j + 1)
     return torch.stack([by_frame[k] for k in fr.index], dim=1)
 
 
-@PERTURBATIONS.register("gaussian_blur", category="blur", split="validation", noise=False)
+@PERTURBATIONS.register("gaussian_blur", category="blur", split="validation", noise=False, crop="before")
 def _gaussian_blur_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Gaussian blur whose sigma grows linearly with the frame index (edges replicated)."""
-    return torch.stack([gaussian_blur(x, _linear(fr.param["sigma"], k) * fr.scale) for k in fr.index], dim=1)
+    """Gaussian blur (edges replicated, the entry's ``truncate``) whose sigma grows linearly with the frame."""
+    trunc = float(fr.param.get("truncate", 4.0))
+    return torch.stack(
+        [gaussian_blur(x, _linear(fr.param["sigma"], k) * fr.scale, truncate=trunc) for k in fr.index], dim=1
+    )
 
 
 # ------------------------------------------------------------------------------------------------ weather
-@PERTURBATIONS.register("snow", category="weather", split="test", noise=False)
+@PERTURBATIONS.register("snow", category="weather", split="test", noise=False, crop="before")
 def _snow_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """One flake layer per image (drawn once), motion-blurred at an angle that turns with the frame index.
+    """One flake layer per image (drawn once, stored as 8 bits), motion-blurred at an angle that turns per frame.
 
-    The flake layer and the blend are those of the snow corruption; only the blur angle changes between frames.
+    Layer: N(loc, scale^2), zoomed into the centre, zero below the threshold, truncated to 8 bits. Frame: the
+    image pulled towards ``max(x, 1.5 gray + 0.5)`` by ``1 - mix``, plus the blurred layer and its 180-degree
+    turn. (The generators blur with ImageMagick; the kernel is imagecorruptions' stand-in, as for motion_blur.)
     """
-    loc, scale, zoom, threshold, radius, sigma, mix = (float(v) for v in fr.param["snow"])
-    radius_px = max(1, int(round(radius * fr.scale)))
-    sigma_px = sigma * fr.scale
+    loc, scale, zoom, threshold = (float(v) for v in fr.param["layer"])
+    radius_px = max(1, int(round(float(fr.param["radius"]) * fr.scale)))
+    sigma_px = float(fr.param["sigma"]) * fr.scale
+    mix = float(fr.param["mix"])
     n, c, h, w = x.shape
     layer = fr.ctx.randn(1, h, w) * scale + loc
     layer = clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0, 1)
+    layer = torch.floor(layer * 255) / 255
     gray = x if c == 1 else rgb_to_gray(x)
     base = mix * x + (1 - mix) * torch.maximum(x, gray * 1.5 + 0.5)
     frames = []
@@ -308,123 +334,114 @@ def _snow_seq(x: Tensor, fr: _Frames) -> Tensor:
     return torch.stack(frames, dim=1)
 
 
-class _ReplayContext(Context):
-    """A Context whose ``randn`` returns pre-drawn fields (one frame's window of a drifting noise field)."""
+def _smear(liquid: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
+    """Each column convolved with ``kernel`` (numpy ``convolve(mode="same")``, zeros beyond the edges)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    off = (len(k) - 1) // 2
+    h = liquid.shape[-2]
+    out = np.zeros_like(liquid)
+    for t, kt in enumerate(k):
+        shift = t - off  # out[j] += k[t] * liquid[j - shift]
+        if shift >= 0:
+            out[..., shift:, :] += kt * liquid[..., : h - shift, :]
+        else:
+            out[..., : h + shift, :] += kt * liquid[..., -shift:, :]
+    return out
 
-    def __init__(self, base: Context, field: Tensor) -> None:
-        super().__init__(
-            seeds=list(base.seeds), native_size=base.native_size, suite=base.suite, device=base.device
-        )
-        self._field = field
 
-    def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-        if tuple(self._field.shape[1:]) != tuple(shape):
-            raise RuntimeError(f"replayed field has shape {tuple(self._field.shape[1:])}, asked for {shape}")
-        return self._field.to(dtype=dtype, device=self.device)
-
-
-@PERTURBATIONS.register("spatter", category="weather", split="validation", noise=False)
+@PERTURBATIONS.register("spatter", category="weather", split="validation", noise=False, crop="before")
 def _spatter_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """The spatter corruption whose liquid layer drifts down by ``drift`` px per frame.
+    """Rain drops whose liquid layer is smeared down the image a little more every frame.
 
-    One standard-normal field of height H + drift * (T - 1) is drawn per image; frame k runs the spatter corruption
-    on the H-row window that ends ``drift * k`` rows above the field's bottom.
+    The layer is drawn once per image: N(loc, scale^2), Gaussian-blurred, zero below the threshold. Frame k shapes
+    the drops from the layer as the spatter corruption's rain does (edge distance, emboss), scales them to
+    ``intensity`` at their peak, adds them in pale turquoise, and then convolves every column of the layer with
+    the ``smear`` kernel for frame k + 1.
     """
+    loc, scale, sigma, threshold = (float(v) for v in fr.param["liquid"])
+    intensity = float(fr.param["intensity"])
     n, c, h, w = x.shape
-    drift = max(1, int(round(float(fr.param["drift"]) * fr.scale)))
-    field = fr.ctx.randn(1, h + drift * (fr.total - 1), w, dtype=torch.float64).cpu()
-    frames = []
-    for k in fr.index:
-        top = drift * (fr.total - 1 - k)
-        window = field[:, :, top : top + h, :]
-        frames.append(spatter(x, fr.param["spatter"], _ReplayContext(fr.ctx, window)))
-    return torch.stack(frames, dim=1)
+    liquid = fr.ctx.randn(1, h, w).cpu() * scale + loc
+    liquid = gaussian_blur(liquid, sigma * fr.scale)
+    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)[:, 0].numpy()
+    colour = torch.tensor([175.0, 238.0, 238.0], dtype=torch.float64).view(1, 3, 1, 1) / 255.0
+    wanted = set(fr.index)
+    by_frame: dict[int, Tensor] = {}
+    for k in range(max(fr.index) + 1):
+        if k in wanted:
+            m = torch.from_numpy(np.stack([_rain_shape(liquid[i]) for i in range(n)])).double()[:, None]
+            peak = m.amax(dim=(2, 3), keepdim=True)
+            m = torch.where(peak > 0, m / peak.clamp_min(1e-12), torch.zeros_like(m)) * intensity
+            layer = m * colour
+            if c == 1:
+                layer = _luma(layer.clamp(0, 1), _LUMA_REF)
+            by_frame[k] = x + layer.to(dtype=x.dtype, device=x.device)
+        liquid = _smear(liquid, fr.param["smear"])
+    return torch.stack([by_frame[k] for k in fr.index], dim=1)
 
 
 # ------------------------------------------------------------------------------------------------ digital
-@PERTURBATIONS.register("brightness", category="digital", split="test", noise=False)
+@PERTURBATIONS.register("brightness", category="digital", split="test", noise=False, crop="before")
 def _brightness_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Adds ``delta`` to the HSV value channel, keeping hue and saturation.
-
-    With V = max(R, G, B), changing V at fixed H and S scales all channels by V' / V (black pixels, S = 0, become
-    grey V'); grayscale images simply add ``delta``. Equal to an HSV round trip, without one.
-    """
-    v = x.amax(dim=1, keepdim=True)
-    frames = []
-    for k in fr.index:
-        v_new = (v + _linear(fr.param["delta"], k)).clamp(0, 1)
-        ratio = torch.where(v > 0, v_new / v.clamp_min(1e-12), torch.zeros_like(v))
-        frames.append(torch.where(v > 0, x * ratio, v_new.expand_as(x)))
-    return torch.stack(frames, dim=1)
+    """The brightness corruption (``delta`` added to the HSV value, clipped) with ``delta`` linear in the frame."""
+    return torch.stack([_brightness_op(x, _linear(fr.param["delta"], k), fr.ctx) for k in fr.index], dim=1)
 
 
 # ------------------------------------------------------------------------------------------------ geometric
-@PERTURBATIONS.register("translate", category="geometric", split="test", noise=False, padding="reflect")
+@PERTURBATIONS.register(
+    "translate", category="geometric", split="test", noise=False, padding="zeros", crop="after"
+)
 def _translate_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Frame k shifts the image right by ``round((start + k) * scale)`` whole pixels, edges reflected.
+    """Frame k shifts the image right by ``round((start + k) * scale)`` whole pixels, black where it leaves.
 
-    A positive shift moves content right: ``out[..., j] = x[..., j - shift]``.
+    A positive shift moves content right: ``out[..., j] = x[..., j - shift]`` (torchvision ``affine``'s
+    ``translate``, nearest).
     """
-    h, w = x.shape[-2:]
     shifts = [int(round(_linear(fr.param["shift"], k) * fr.scale)) for k in fr.index]
-    pad = max(abs(s) for s in shifts)
-    if pad >= w:
-        raise ValueError(f"translate: shift {pad} px needs images wider than {pad} px (got width {w})")
-    padded = F.pad(x, (pad, pad, 0, 0), mode="reflect") if pad else x
-    return torch.stack([padded[..., pad - s : pad - s + w] for s in shifts], dim=1)
+    return shift_black(x, shifts)
 
 
-@PERTURBATIONS.register("rotate", category="geometric", split="test", noise=False, padding="zeros")
+def _affine_frames(x: Tensor, fr: _Frames, key: str, what: str) -> Tensor:
+    h, w = x.shape[-2:]
+    maps = [affine_inverse(w, h, **{what: _linear(fr.param[key], k)}) for k in fr.index]
+    return pil_affine(x, maps)
+
+
+@PERTURBATIONS.register(
+    "rotate", category="geometric", split="test", noise=False, padding="zeros", crop="after"
+)
 def _rotate_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Rotation about the centre by ``start + k`` degrees (counter-clockwise on screen), black corners."""
-    mats = []
-    for k in fr.index:
-        t = math.radians(_linear(fr.param["degrees"], k))
-        # output -> source: rotate back (screen coordinates, y down)
-        mats.append(_mat([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1]]))
-    return _warp(x, torch.stack(mats))
+    """torchvision's ``affine(angle=start + k)`` (bilinear, black corners; positive turns clockwise)."""
+    return _affine_frames(x, fr, "degrees", "angle")
 
 
-@PERTURBATIONS.register("shear", category="geometric", split="validation", noise=False, padding="zeros")
+@PERTURBATIONS.register(
+    "shear", category="geometric", split="validation", noise=False, padding="zeros", crop="after"
+)
 def _shear_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Horizontal shear by ``start + k`` degrees about the centre, black corners."""
-    mats = [
-        _mat([[1, -math.tan(math.radians(_linear(fr.param["degrees"], k))), 0], [0, 1, 0], [0, 0, 1]])
-        for k in fr.index
-    ]
-    return _warp(x, torch.stack(mats))
+    """torchvision's ``affine(shear=start + k)`` (bilinear, black corners)."""
+    return _affine_frames(x, fr, "degrees", "shear")
 
 
-@PERTURBATIONS.register("scale", category="geometric", split="test", noise=False, padding="zeros")
+@PERTURBATIONS.register(
+    "scale", category="geometric", split="test", noise=False, padding="zeros", crop="after"
+)
 def _scale_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Scaling about the centre by ``start + step * k`` (40 % .. 115 %), black border when smaller."""
-    mats = []
-    for k in fr.index:
-        s = _linear(fr.param["scale"], k)
-        mats.append(_mat([[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1]]))
-    return _warp(x, torch.stack(mats))
+    """torchvision's ``affine(scale=start + step * k)`` about the centre (bilinear, black border when smaller)."""
+    return _affine_frames(x, fr, "scale", "scale")
 
 
-@PERTURBATIONS.register("tilt", category="geometric", split="test", noise=False, padding="zeros")
+@PERTURBATIONS.register(
+    "tilt", category="geometric", split="test", noise=False, padding="zeros", crop="after"
+)
 def _tilt_seq(x: Tensor, fr: _Frames) -> Tensor:
-    """Perspective warp: the image plane turned by ``start + k`` degrees about both the x and the y axis.
+    """The image plane turned by ``start + step * k`` degrees about its own x and y axes through its centre.
 
-    Pinhole camera with focal length max(H, W) px looking at the image centre: homography K R K^-1 with
-    R = R_x(t) R_y(t); black where the plane leaves the view.
+    The generators' homography ``P2 T RX RY P1`` with ``f = sqrt(W^2 + H^2)`` (:func:`corruptions.geometry.
+    tilt_matrix`), warped by OpenCV (bilinear, black border); the centre stays put (within ``sin(angle)`` px).
     """
     h, w = x.shape[-2:]
-    f = float(max(h, w))
-    kmat = _mat([[f, 0, 0], [0, f, 0], [0, 0, 1]])
-    kinv = torch.linalg.inv(kmat)
-    mats = []
-    for k in fr.index:
-        t = math.radians(_linear(fr.param["degrees"], k))
-        c, s = math.cos(t), math.sin(t)
-        rx = _mat([[1, 0, 0], [0, c, -s], [0, s, c]])
-        ry = _mat([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-        forward = kmat @ rx @ ry @ kinv
-        mats.append(torch.linalg.inv(forward))
-    return _warp(x, torch.stack(mats))
+    return warp_perspective(x, [tilt_matrix(w, h, _linear(fr.param["degrees"], k)) for k in fr.index])
 
 
 # ------------------------------------------------------------------------------------------------ suites
@@ -506,13 +523,28 @@ def _check_images(images: Tensor) -> Tensor:
     return images.to(torch.float32)
 
 
-def _centre_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
-    th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    h, w = x.shape[-2:]
-    if th > h or tw > w or th < 1 or tw < 1:
-        raise ValueError(f"output_size {(th, tw)} must be positive and at most the image size {(h, w)}")
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top : top + th, left : left + tw]
+def crop_stage(name: str) -> str:
+    """When ``perturb(..., crop_to=...)`` crops for ``name``: ``"before"`` (photometric: crop, then perturb the
+    crop) or ``"after"`` (geometric: perturb the whole image, then crop), as the ImageNet-P generator does."""
+    return str(PERTURBATIONS.meta(name).get("crop", "after"))
+
+
+def _check_size(size: Any, what: str) -> tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size, size
+    if isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"{what} must be an int or (H, W), got {size!r}")
+
+
+def _quantize_mode(quantize: Any) -> str | None:
+    if quantize is False or quantize is None:
+        return None
+    if quantize is True:
+        return "trunc"
+    if quantize in ("trunc", "round"):
+        return str(quantize)
+    raise ValueError(f"unknown quantize mode {quantize!r}; valid: trunc, round, False")
 
 
 def perturb(
@@ -524,8 +556,9 @@ def perturb(
     seed: int = 0,
     ids: Sequence[int] | Tensor | None = None,
     frames: int | slice | Sequence[int] | None = None,
+    crop_to: int | tuple[int, int] | None = None,
     output_size: int | tuple[int, int] | None = None,
-    quantize: bool = True,
+    quantize: str | bool = "trunc",
 ) -> Tensor:
     """Perturbation sequences of a batch of images.
 
@@ -538,8 +571,10 @@ def perturb(
         seed: run seed; image i's randomness comes from ``derive_seed(seed, ids[i], name, difficulty)``.
         ids: stable sample ids (default 0..N-1).
         frames: which frames to produce (None = all, an int, a slice or a list of indices).
-        output_size: centre crop applied after perturbing (ImageNet-P: 256 px input, ``output_size=224``).
-        quantize: round to 8-bit levels, as the published uint8 sets are.
+        crop_to: the published protocol's centre crop, placed per perturbation (``crop_stage``): ImageNet-P is
+            ``perturb(resize_shorter(image, 256), name, suite="imagenet-p", crop_to=224)``.
+        output_size: a centre crop after perturbing, whatever the perturbation (not a published protocol).
+        quantize: ``"trunc"`` (default, the generators' ``np.uint8``), ``"round"``, or False for floats.
 
     Returns:
         (N, F, C, H', W') in [0, 1]; float dtype of the input (float32 for uint8 input), on the input's device.
@@ -548,6 +583,11 @@ def perturb(
     spec = get_perturbation_suite(suite)
     if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    mode = _quantize_mode(quantize)
+    if crop_to is not None and output_size is not None:
+        raise ValueError(
+            "pass crop_to (the published crop, placed per perturbation) or output_size, not both"
+        )
     out_dtype = images.dtype if isinstance(images, Tensor) and images.is_floating_point() else torch.float32
     x = _check_images(images)
     n = x.shape[0]
@@ -559,9 +599,19 @@ def perturb(
         raise ValueError(f"ids has {len(ids)} entries for {n} images")
     total = spec.frames(name)
     index = _frame_list(frames, total, name)
+    crop = _check_size(crop_to, "crop_to") if crop_to is not None else None
+    after = _check_size(output_size, "output_size") if output_size is not None else None
+    if crop is not None:
+        centre_crop(x, crop)  # validates the size before any work
+        if crop_stage(name) == "before":
+            x = centre_crop(x, crop)
+        else:
+            after = crop
+    if after is not None:
+        centre_crop(x, after)
     ctx = Context(
         seeds=per_sample_seeds(seed, list(ids), name, difficulty),
-        native_size=spec.native_size,
+        native_size=spec.native(name),
         suite=spec.name,
         device=x.device,
     )
@@ -575,10 +625,11 @@ def perturb(
     )
     with torch.no_grad():
         out = fn(x, fr).clamp_(0, 1) if n else x.new_zeros((0, len(index), *x.shape[1:]))
-        if quantize:
-            out = out.mul_(255).round_().div_(255)
-        if output_size is not None:
-            out = _centre_crop(out, output_size)
+        if mode is not None:
+            out = out.mul_(255)
+            out = (out.floor_() if mode == "trunc" else out.round_()).div_(255)
+        if after is not None:
+            out = centre_crop(out, after)
     return out.to(out_dtype)
 
 

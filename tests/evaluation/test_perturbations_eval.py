@@ -211,3 +211,78 @@ def test_evaluate_runs_perturbation_and_probe_suites(tmp_path):
     assert ("shift", "circular", "consistency") in got and ("reconstruction", "lift", "psnr") in got
     lift = df[(df["model"] == "avg") & (df["corruption"] == "lift") & (df["metric"] == "psnr")]
     assert float(lift["value"].iloc[0]) > 100
+
+
+class _Recorder(nn.Module):
+    """A 224 px two-class 'classifier' that keeps every input it sees (its logits: from the mean brightness)."""
+
+    default_cfg = {"input_size": (3, 224, 224)}
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        self.seen.append((x.detach() * 255).round().to(torch.uint8))
+        m = x.mean(dim=(1, 2, 3))[:, None]
+        return torch.cat([m, 0.5 - m], dim=1) * self.w
+
+
+def _imagenet_folder(root):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = {"n01440764": [(300, 260)], "n01443537": [(280, 340)]}  # (H, W): portrait and landscape originals
+    for wnid, shapes in sizes.items():
+        (root / wnid).mkdir(parents=True)
+        for k, (h, w) in enumerate(shapes):
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.stack([(xx * 255 // w), (yy * 255 // h), rng.integers(0, 256, (h, w))], -1).astype(
+                np.uint8
+            )
+            Image.fromarray(img).save(root / wnid / f"img{k}.png")
+    return root
+
+
+def test_evaluate_imagenet_p_runs_the_published_order(tmp_path):
+    # evaluate --suite imagenet-p on an ImageNet-style folder: Resize(256) of the original image, the translate
+    # sequence on the whole 256 px image (black fill), CenterCrop(224) after
+    from PIL import Image
+
+    from robustbench_lift.data import open_dataset
+    from robustbench_lift.evaluation import evaluate
+
+    root = _imagenet_folder(tmp_path / "val")
+    model = _Recorder()
+    res = evaluate(
+        [model],
+        open_dataset(f"imagefolder:{root}"),
+        ["imagenet-p"],
+        out=tmp_path / "run",
+        names=["rec"],
+        corruptions=["translate"],
+        progress=False,
+        n_boot=0,
+    )
+    seen = torch.cat(model.seen)
+    assert seen.shape[1:] == (3, 224, 224) and len(seen) >= 2 * 41
+    for path in sorted(root.glob("*/*.png")):
+        pil = Image.open(path).convert("RGB")
+        w, h = pil.size
+        size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        big = np.asarray(pil.resize(size, Image.BILINEAR))
+        bh, bw = big.shape[:2]
+        top, left = int(round((bh - 224) / 2.0)), int(round((bw - 224) / 2.0))
+        for k in (0, 20, 33):
+            shifted = np.zeros_like(big)
+            s = k - 20
+            if s >= 0:
+                shifted[:, s:] = big[:, : bw - s]
+            else:
+                shifted[:, :s] = big[:, -s:]
+            want = torch.from_numpy(shifted[top : top + 224, left : left + 224].copy()).permute(2, 0, 1)
+            assert any(torch.equal(want, f) for f in seen), f"{path.name} frame {k}"
+    df = res.results
+    rows = df[(df["suite"] == "imagenet-p") & (df["metric"] == "flip_probability")]
+    assert len(rows) and all("H.264" in p and "Resize(256)" in p for p in rows["protocol"])

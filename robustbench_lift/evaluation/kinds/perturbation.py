@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from corruptions.geometry import resize_shorter
 from corruptions.perturbations import (
+    IMAGENET_P_NOT_REPRODUCED,
     PerturbationSuite,
     get_perturbation_suite,
     is_noise_perturbation,
     iter_perturb,
     list_perturbations,
     num_frames,
+    perturb,
 )
 
 from ...data import as_pipeline, get_batch, select_indices
@@ -176,6 +179,8 @@ def run_perturbation_cell(
     preprocess: Any = None,
     chunk_frames: int = 8,
     output_size: int | tuple[int, int] | None = None,
+    crop_to: int | tuple[int, int] | None = None,
+    resize: int | None = None,
     sequences: Any = None,
     n_boot: int = 1000,
     info: Mapping[str, Any] | None = None,
@@ -195,7 +200,11 @@ def run_perturbation_cell(
         seed: seeds the subset and the sequences (per image: ``derive_seed(seed, id, name, difficulty)``).
         preprocess: see :func:`robustbench_lift.probes.as_pipeline`; perturbations apply between its ``prepare``
             (uint8 -> float [0, 1], channels, size) and its ``normalize``.
-        output_size: centre crop after perturbing (ImageNet-P protocol: prepare to 256, ``output_size=224``).
+        output_size: centre crop after perturbing every sequence (not a published protocol).
+        crop_to: the published crop, placed per perturbation (``corruptions.perturb``'s ``crop_to``): ImageNet-P
+            crops 224 before photometric and after geometric perturbations.
+        resize: ImageNet-P's first step, ``Resize(resize)`` of each original image (shorter side, bilinear) before
+            ``preprocess.prepare``; the images may differ in size (the dataset is read image by image).
         sequences: a uint8 array (N, T, H, W, C) to use instead of ``dataset`` (pre-generated frames).
         info: ``model`` / ``pooling`` / ``arch`` for the rows (default: from ``model.default_cfg``).
 
@@ -245,6 +254,32 @@ def run_perturbation_cell(
                     x = _centre(x, output_size)
                 top = _predict_frames(model, x.reshape(b, bf, *x.shape[1:]), normalize, None)
                 top5 = _store(top5, top, n, t, start, f0)
+        elif resize is not None:
+            prepared, ys = _resized_originals(dataset, idx, resize, pipe)
+            labels[start : start + b] = ys
+            batch_ids = ids[start : start + b].tolist()
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for j, img in enumerate(prepared):
+                groups.setdefault(tuple(img.shape), []).append(j)
+            for f0 in range(0, t, chunk_frames):
+                part = list(range(f0, min(t, f0 + chunk_frames)))
+                frames = None
+                for members in groups.values():
+                    seq = perturb(
+                        torch.stack([prepared[j] for j in members]).to(device),
+                        perturbation,
+                        suite=spec,
+                        difficulty=difficulty,
+                        seed=seed,
+                        ids=[batch_ids[j] for j in members],
+                        frames=part,
+                        crop_to=crop_to,
+                    )
+                    if frames is None:
+                        frames = seq.new_empty((b, *seq.shape[1:]))
+                    frames[members] = seq
+                top = _predict_frames(model, frames, normalize, None)
+                top5 = _store(top5, top, n, t, start, f0)
         else:
             images, ys = get_batch(dataset, idx)
             labels[start : start + b] = ys.numpy()
@@ -259,6 +294,7 @@ def run_perturbation_cell(
                 seed=seed,
                 ids=batch_ids,
                 output_size=output_size,
+                crop_to=crop_to,
             ):
                 top = _predict_frames(model, frames, normalize, None)
                 top5 = _store(top5, top, n, t, start, part_idx[0])
@@ -278,6 +314,21 @@ def run_perturbation_cell(
         seed=seed,
     )
     return arrays, rows
+
+
+def _resized_originals(
+    dataset: Any, idx: np.ndarray, size: int, pipe: Any
+) -> tuple[list[Tensor], np.ndarray]:
+    """Resize(size) of each original image (uint8, PIL bilinear), then the pipeline's ``prepare`` (float, channels;
+    no further resizing), one image at a time: the originals may differ in size."""
+    out, ys = [], []
+    for i in np.asarray(idx).reshape(-1):
+        img, y = dataset[int(i)]
+        if not isinstance(img, Tensor) or img.dtype != torch.uint8 or img.dim() != 3:
+            raise ValueError("ImageNet-P from originals needs a dataset of uint8 (C, H, W) images")
+        out.append(pipe.prepare(resize_shorter(img, size)[None])[0])
+        ys.append(int(y))
+    return out, np.asarray(ys, dtype=np.int64)
 
 
 def _centre(x: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -472,7 +523,7 @@ def aggregate_perturbations(
                     fps.mean(axis=1).mean(),
                     _ci(_mean_over_perturbations, [fps], boot, seed),
                     nn_,
-                    f"mFP: unnormalised mean flip probability {scope}; {spec.name}, difficulty {d}",
+                    f"mFP: unnormalised mean flip probability {scope}; {spec.name}, difficulty {d}, {source}",
                 )
             )
             rows.append(
@@ -485,7 +536,7 @@ def aggregate_perturbations(
                     tds.mean(axis=1).mean(),
                     _ci(_mean_over_perturbations, [tds], boot, seed),
                     nn_,
-                    f"mT5D: unnormalised mean top-5 distance {scope}; {spec.name}, difficulty {d}",
+                    f"mT5D: unnormalised mean top-5 distance {scope}; {spec.name}, difficulty {d}, {source}",
                 )
             )
             if baseline is None or not all(p in base and len(base[p][0]) == nn_ for p in tests):
@@ -527,7 +578,7 @@ def aggregate_perturbations(
                         _ci(_mean_ratio_stat, [a, bv], boot, seed),
                         nn_,
                         f"{what} normalised by baseline model {baseline!r} (= 100), mean of per-perturbation "
-                        f"ratios {scope}{note}; {spec.name}, difficulty {d}",
+                        f"ratios {scope}{note}; {spec.name}, difficulty {d}, {source}",
                     )
                 )
     return rows
@@ -551,6 +602,7 @@ def _kind_resolve(value: Any, dataset: Any) -> tuple[str, Any, dict[str, Any]]:
         "pregenerated": pregen,
         "native_size": spec.native_size,
         "frames": {p: spec.frames(p) for p in list_perturbations()},
+        "source": perturbation_source(spec, dataset),
     }
     if pregen:
         params["root"] = str(getattr(dataset, "root", ""))
@@ -596,18 +648,60 @@ def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
     return cells
 
 
+def _has_originals(dataset: Any) -> bool:
+    """True for a dataset that keeps every image's own size (an image folder opened without ``image_size``)."""
+    return not _is_pregenerated(dataset) and getattr(dataset, "image_size", (0, 0)) is None
+
+
+def perturbation_source(suite: PerturbationSuite, dataset: Any) -> str:
+    """How the frames of ``suite`` on ``dataset`` are made: the text every row's protocol string carries."""
+    if _is_pregenerated(dataset):
+        return "pre-generated"
+    if suite.name == "cifar10-p":
+        text = "generated on the fly with make_cifar_p.py's parameters"
+        size = getattr(dataset, "image_size", None)
+        if size is not None and tuple(size) != (suite.native_size, suite.native_size):
+            text += (
+                f" on {size[0]}x{size[1]} images, not CIFAR-10-P's 32 px (pixel-sized parameters scaled by "
+                f"{min(size) / suite.native_size:.3g})"
+            )
+        return text
+    if suite.name == "imagenet-p":
+        if _has_originals(dataset):
+            return (
+                "generated on the fly as make_imagenet_p.py: Resize(256) of the original images, photometric "
+                "sequences crop 224 then perturb, geometric ones perturb then crop 224; "
+                f"{IMAGENET_P_NOT_REPRODUCED}"
+            )
+        return (
+            "generated on the fly from the dataset's fixed-size images resized to 256 (not Resize(256) of the "
+            "original images, so not ImageNet-P's order), crop 224 per perturbation as make_imagenet_p.py; "
+            f"{IMAGENET_P_NOT_REPRODUCED}"
+        )
+    return "generated on the fly"
+
+
 def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> Any:
     entry = ctx.models[spec.model]
     pregen = _is_pregenerated(ctx.dataset)
-    data = ctx.dataset if pregen else ctx.dataset_for(entry)
-    pre = entry.preprocess(channels=getattr(data, "channels", None))
-    output_size = None
     suite = get_perturbation_suite(ctx.suites.get(spec.suite, spec.suite))
-    if suite.name == "imagenet-p" and pre.input_size is not None and not pregen:
-        # ImageNet-P: Resize(256) -> perturb -> CenterCrop(224), scaled to the model's input size
-        h, w = pre.input_size
-        output_size = (h, w)
-        pre = dataclasses.replace(pre, input_size=(round(h * 256 / 224), round(w * 256 / 224)))
+    originals = suite.name == "imagenet-p" and not pregen and _has_originals(ctx.dataset)
+    data = ctx.dataset if pregen or originals else ctx.dataset_for(entry)
+    pre = entry.preprocess(channels=getattr(data, "channels", None))
+    crop_to = None
+    resize = None
+    if suite.name == "imagenet-p" and not pregen:
+        # ImageNet-P: Resize(256) -> CenterCrop(224) placed per perturbation, scaled to the model's input size
+        h, w = pre.input_size or (suite.crop, suite.crop)
+        crop_to = (h, w)
+        big = round(max(h, w) * suite.native_size / suite.crop)
+        if originals:
+            resize = big
+            pre = dataclasses.replace(pre, input_size=None)
+        else:
+            pre = dataclasses.replace(
+                pre, input_size=(round(h * big / max(h, w)), round(w * big / max(h, w)))
+            )
     arrays, _ = run_perturbation_cell(
         entry.model,
         data,
@@ -619,7 +713,8 @@ def _kind_run(spec: Any, ctx: Any, progress: Callable[[int], None] | None) -> An
         device=ctx.device,
         seed=spec.seed,
         preprocess=pre,
-        output_size=output_size,
+        crop_to=crop_to,
+        resize=resize,
         n_boot=0,
         progress=progress,
     )
@@ -636,6 +731,9 @@ def _kind_aggregate(name: str, params: Any, data: Any) -> list[dict[str, Any]]:
         return []
     baseline = data.baseline if data.baseline in per_model else None
     pregen = bool(params.get("pregenerated", False)) if isinstance(params, Mapping) else False
+    source = "pre-generated" if pregen else "generated on the fly"
+    if isinstance(params, Mapping) and params.get("source"):
+        source = str(params["source"])
     return aggregate_perturbations(
         per_model,
         baseline,
@@ -643,7 +741,7 @@ def _kind_aggregate(name: str, params: Any, data: Any) -> list[dict[str, Any]]:
         models_info=data.models,
         n_boot=data.n_boot,
         seed=data.seed,
-        source="pre-generated" if pregen else "generated on the fly",
+        source=source,
     )
 
 
