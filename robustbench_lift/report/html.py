@@ -27,6 +27,7 @@ DETAIL_TABLES: tuple[tuple[str, str, bool], ...] = (
     ("per_corruption", "Per corruption", False),
     ("perturbations", "Perturbations", False),
     ("reconstruction", "Reconstruction", False),
+    ("adversarial", "Adversarial attacks", False),
     ("shifts", "Shift probes", True),
     ("per_severity", "Per severity", True),
 )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ __all__ = [
     "build_perturbations",
     "build_shifts",
     "build_reconstruction",
+    "build_adversarial",
     "build_tables",
     "metric_direction",
 ]
@@ -332,9 +335,47 @@ def build_reconstruction(results: pd.DataFrame) -> pd.DataFrame:
     return _with_info(out, results)
 
 
+def build_adversarial(results: pd.DataFrame) -> pd.DataFrame:
+    """Model x attack x eps: robust accuracy (%, with CI) and its paired difference to the baseline model."""
+    suites = adversarial_suites(results)
+    rows = results[results["suite"].isin(suites) & results["corruption"].astype(str).str.startswith("eps=")]
+    if rows.empty:
+        return pd.DataFrame()
+    out = []
+    for (model, suite, label), grp in rows.groupby(["model", "suite", "corruption"], sort=False):
+        err = grp[grp["metric"] == "top1_error"]
+        if err.empty:
+            continue
+        e = err.iloc[0]
+        diff = grp[grp["metric"] == "top1_error_diff"]
+        eps = str(label)[len("eps=") :]
+        rec = {
+            "model": model,
+            "attack": suite,
+            "eps": eps,
+            "eps_value": float(Fraction(eps)),
+            "robust_accuracy_%": 100 * (1 - e["value"]),
+            "robust_accuracy_%_ci_low": 100 * (1 - e["ci_high"]),
+            "robust_accuracy_%_ci_high": 100 * (1 - e["ci_low"]),
+            "robust_accuracy_vs_baseline_pts": -100 * diff["value"].iloc[0] if len(diff) else math.nan,
+            "robust_accuracy_vs_baseline_ci_low": -100 * diff["ci_high"].iloc[0] if len(diff) else math.nan,
+            "robust_accuracy_vs_baseline_ci_high": -100 * diff["ci_low"].iloc[0] if len(diff) else math.nan,
+            "n": int(e["n"]),
+            "protocol": e["protocol"],
+        }
+        out.append(rec)
+    df = pd.DataFrame(out).sort_values(["attack", "eps_value"], kind="stable").reset_index(drop=True)
+    return _with_info(df, results)
+
+
 def build_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every table of the report, keyed by file stem (``summary``, ``per_corruption``, ...)."""
+    """Every table of the report, keyed by file stem (``summary``, ``per_corruption``, ...); ``adversarial`` only
+    when the run holds attack rows."""
     summary, _ = build_summary(results)
+    extra = {}
+    adversarial = build_adversarial(results)
+    if not adversarial.empty:
+        extra["adversarial"] = adversarial
     return {
         "summary": summary,
         "per_corruption": build_per_corruption(results),
@@ -342,4 +383,5 @@ def build_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "perturbations": build_perturbations(results),
         "shifts": build_shifts(results),
         "reconstruction": build_reconstruction(results),
+        **extra,
     }

@@ -221,3 +221,23 @@ def test_report_summary_and_check_know_robust_accuracy(trained, tmp_path):
     proc = check("--baseline", base, run)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "robust_acc[pgd-linf:8/255]" in proc.stdout
+
+    # the report: a table per attack and eps and the robust-accuracy curve
+    from robustbench_lift.report.tables import build_adversarial, build_tables
+
+    table = build_adversarial(res.results)
+    assert list(table["eps"]) == ["0", "8/255"] and list(table["attack"]) == ["pgd-linf"] * 2
+    assert table["robust_accuracy_%"].iloc[1] == pytest.approx(metrics["robust_acc[pgd-linf:8/255]"])
+    assert "adversarial" in build_tables(res.results)
+    rep = subprocess.run(
+        [sys.executable, "cli.py", "report", run, "--out", str(tmp_path / "rep")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "rep" / "adversarial.csv").exists() and (
+        tmp_path / "rep" / "robust_accuracy.png"
+    ).exists()
+    assert "Adversarial attacks" in (tmp_path / "rep" / "report.html").read_text()

@@ -17,12 +17,21 @@ REPORT_ORDER = [
     "diagonal_shift",
     "flip_probability",
     "reconstruction",
+    "robust_accuracy",
 ]
 
 
 def test_every_figure_is_registered_in_report_order_with_its_table():
     assert plots.PLOTS.names() == REPORT_ORDER
-    tables = {"summary", "per_corruption", "per_severity", "perturbations", "shifts", "reconstruction"}
+    tables = {
+        "summary",
+        "per_corruption",
+        "per_severity",
+        "perturbations",
+        "shifts",
+        "reconstruction",
+        "adversarial",
+    }
     for name in REPORT_ORDER:
         meta = plots.PLOTS.meta(name)
         assert meta["table"] in tables and meta["title"] and meta["description"]

@@ -33,6 +33,7 @@ from .consistency_vs_accuracy import plot_consistency_vs_accuracy  # isort: skip
 from .diagonal_shift import plot_diagonal_shift  # isort: skip
 from .flip_probability import plot_flip_probability  # isort: skip
 from .reconstruction import plot_reconstruction  # isort: skip
+from .robust_accuracy import plot_robust_accuracy  # isort: skip
 
 __all__ = [
     "PLOTS",
@@ -50,6 +51,7 @@ __all__ = [
     "plot_diagonal_shift",
     "plot_flip_probability",
     "plot_reconstruction",
+    "plot_robust_accuracy",
     "pooling_colour",
     "render_plots",
 ]
