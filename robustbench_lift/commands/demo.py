@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default="fashion-mnist",
-        metavar="SPEC",
+        metavar="DATASET",
         help="fashion-mnist (Debian package dataset-fashion-mnist) or fashion-mnist:DIR",
     )
     p.add_argument(

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(default: fashion-mnist)",
     )
     data.add_argument(
-        "--clean-dataset", default=None, metavar="SPEC", help="clean images for a pre-generated -C set"
+        "--clean-dataset", default=None, metavar="DATASET", help="clean images for a pre-generated -C set"
     )
     data.add_argument(
         "--limit", type=positive_int, default=None, metavar="N", help="a seeded random subset of N images"
