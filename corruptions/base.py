@@ -154,7 +154,7 @@ class CorruptionRegistry(Registry):
         if entry["reference"] is not None and not isinstance(entry["reference"], str):
             raise ValueError(f"{where}: reference must be a function name, got {entry['reference']!r}")
         for key in TABLES:
-            if entry[key] is not None:
+            if key in self._REQUIRED or entry[key] is not None:
                 entry[key] = normalise_params(entry[key], arity, f"{where} table {key}")
         return entry
 

@@ -303,8 +303,11 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
     * ``base``: a built-in suite to start from (its parameters, size and lists are inherited);
     * ``native_size``: required without ``base``;
     * ``params``: corruption -> list of 5 parameters; overrides / adds to the base's;
-    * ``corruptions``: keep only these (benchmark / held-out membership as in the base, unknown ones go to
-      benchmark); or give ``benchmark`` and ``held_out`` explicitly;
+    * ``corruptions``: keep only these (benchmark / held-out membership as in the base; a corruption the base
+      lacks follows its registry entry's ``benchmark`` flag, an unregistered name goes to benchmark); or give
+      ``benchmark`` and ``held_out`` explicitly. With a ``base``, a registered corruption the base lacks and
+      ``params`` does not give takes its registry table for that base (how a corruption registered outside the
+      package joins a suite).
     * ``description``;
     * ``elastic_variant``: ``"hendrycks"`` or ``"imagecorruptions"`` (``ELASTIC_VARIANTS``); default: the base's,
       else ``"hendrycks"``.
@@ -350,9 +353,10 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
         chosen = data["corruptions"]
         if isinstance(chosen, (str, bytes)) or not isinstance(chosen, Sequence):
             raise ValueError(f"{origin}: 'corruptions' must be a list of names")
-        ref_held = base.held_out if base else HELD_OUT
-        benchmark = [c for c in chosen if c not in ref_held]
-        held_out = [c for c in chosen if c in ref_held]
+        ref_bench, ref_held = (base.benchmark, base.held_out) if base else (BENCHMARK, HELD_OUT)
+        held = [c in ref_held or (c not in ref_bench and _registered_held_out(c)) for c in chosen]
+        benchmark = [c for c, h in zip(chosen, held) if not h]
+        held_out = [c for c, h in zip(chosen, held) if h]
     else:
         default_bench = base.benchmark if base else [c for c in BENCHMARK if c in params]
         default_held = base.held_out if base else [c for c in HELD_OUT if c in params]
@@ -360,10 +364,29 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
         held_out = data.get("held_out", default_held)
         if base is None and "benchmark" not in data and "held_out" not in data:
             extra = [c for c in params if c not in BENCHMARK and c not in HELD_OUT]
-            benchmark = list(benchmark) + extra
+            benchmark = list(benchmark) + [c for c in extra if not _registered_held_out(c)]
+            held_out = list(held_out) + [c for c in extra if _registered_held_out(c)]
+    if base is not None:
+        for c in _names(benchmark) + _names(held_out):
+            if isinstance(c, str) and c not in params and c in CORRUPTIONS:
+                params[c] = CORRUPTIONS.table(c, base.name)
     description = data.get("description", f"user suite based on {base.name}" if base else "user suite")
     variant = data.get("elastic_variant", base.elastic_variant if base else "hendrycks")
     return _make_suite(name, native_size, params, benchmark, held_out, description, variant)
+
+
+def _registered_held_out(corruption: object) -> bool:
+    """True for a registered corruption whose entry says it is held out (not averaged in mCE)."""
+    return (
+        isinstance(corruption, str)
+        and corruption in CORRUPTIONS
+        and not CORRUPTIONS.meta(corruption)["benchmark"]
+    )
+
+
+def _names(names: object) -> list[Any]:
+    # a malformed list is reported by _make_suite; here it only contributes no names
+    return list(names) if isinstance(names, Sequence) and not isinstance(names, (str, bytes)) else []
 
 
 def resolve_suite(suite: str | Suite | Mapping[str, Any]) -> Suite:
