@@ -126,8 +126,17 @@ def test_a_registered_corruption_joins_user_suites_corrupt_and_the_listing(toy):
 
     x = _images()
     y = corrupt(x, "toy_fade", 4, suite=suite, seed=3)
-    expected = torch.round((x.float() / 255.0 * 0.8 + 0.1).clamp(0, 1) * 255.0).to(torch.uint8)
-    assert torch.equal(y, expected)
+    # severity 4 of its cifar10_c table (0.2): within one 8-bit level of the formula, whatever the quantiser
+    expected = (x.double() * 0.8 + 0.1 * 255.0).clamp(0, 255)
+    assert float((y.double() - expected).abs().max()) <= 1.0
+    explicit = {
+        "name": "explicit",
+        "base": "cifar10-c",
+        "held_out": ["toy_fade"],
+        "params": {"toy_fade": [0.2] * 5},
+    }
+    assert torch.equal(y, corrupt(x, "toy_fade", 1, suite=explicit, seed=3))
+    assert not torch.equal(y, corrupt(x, "toy_fade", 1, suite=suite, seed=3))
 
     # the built-in suites and the canonical lists are untouched
     for name in list_suites():
