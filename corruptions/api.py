@@ -17,10 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import blur as _blur  # noqa: F401  (registers the blur corruptions)
-from . import digital as _digital  # noqa: F401  (registers the digital corruptions)
-from . import noise as _noise  # noqa: F401  (registers the noise corruptions)
-from . import weather as _weather  # noqa: F401  (registers snow, frost, fog, spatter)
 from .base import CORRUPTIONS, Context
 from .rng import per_sample_seeds
 from .suites import SUITES, Suite, _check_severity, get_suite, resolve_suite

@@ -51,7 +51,16 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     return torch.from_numpy(_disk_kernel_cached(float(radius), float(alias_blur)))
 
 
-@CORRUPTIONS.register("defocus_blur", category="blur", benchmark=True)
+@CORRUPTIONS.register(
+    "defocus_blur",
+    category="blur",
+    benchmark=True,
+    order=4,
+    arity=2,
+    imagenet_c=((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
+    cifar10_c=((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+    reference="defocus_blur",
+)
 def defocus_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
     """Convolution with an anti-aliased disk; ``param`` = (radius, alias_blur). Borders mirrored (as OpenCV)."""
     return _ops.filter2d(x, disk_kernel(param[0], param[1]), mode="mirror")
@@ -187,7 +196,16 @@ def glass_shuffle(x: Tensor, offsets: Tensor, max_delta: int) -> Tensor:
     return _glass_gather(x, _glass_resolve(source, linked))
 
 
-@CORRUPTIONS.register("glass_blur", category="blur", benchmark=True)
+@CORRUPTIONS.register(
+    "glass_blur",
+    category="blur",
+    benchmark=True,
+    order=5,
+    arity=3,
+    imagenet_c=((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+    cifar10_c=((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+    reference="glass_blur",
+)
 def glass_blur(x: Tensor, param: tuple[float, int, int], ctx: Context) -> Tensor:
     """Gaussian blur, local pixel shuffling (``iterations`` passes, offsets in [-max_delta, max_delta)), blur again.
 
@@ -218,7 +236,16 @@ def glass_blur(x: Tensor, param: tuple[float, int, int], ctx: Context) -> Tensor
 
 
 # ------------------------------------------------------------------------------------------------- motion blur
-@CORRUPTIONS.register("motion_blur", category="blur", benchmark=True)
+@CORRUPTIONS.register(
+    "motion_blur",
+    category="blur",
+    benchmark=True,
+    order=6,
+    arity=2,
+    imagenet_c=((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+    cifar10_c=((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
+    reference="motion_blur",
+)
 def motion_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
     """Blur along a random direction (angle uniform in [-45, 45) degrees per image); ``param`` = (radius, sigma).
 
@@ -230,7 +257,33 @@ def motion_blur(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------- zoom blur
-@CORRUPTIONS.register("zoom_blur", category="blur", benchmark=True)
+def _arange(start: float, stop: float, step: float) -> tuple[float, ...]:
+    # The reference writes the zoom factors as np.arange(start, stop, step); keep its exact values (and lengths).
+    return tuple(float(v) for v in np.arange(start, stop, step))
+
+
+@CORRUPTIONS.register(
+    "zoom_blur",
+    category="blur",
+    benchmark=True,
+    order=7,
+    arity=-1,
+    imagenet_c=(
+        _arange(1, 1.11, 0.01),
+        _arange(1, 1.16, 0.01),
+        _arange(1, 1.21, 0.02),
+        _arange(1, 1.26, 0.02),
+        _arange(1, 1.31, 0.03),
+    ),
+    cifar10_c=(
+        _arange(1, 1.06, 0.01),
+        _arange(1, 1.11, 0.01),
+        _arange(1, 1.16, 0.01),
+        _arange(1, 1.21, 0.01),
+        _arange(1, 1.26, 0.01),
+    ),
+    reference="zoom_blur",
+)
 def zoom_blur(x: Tensor, param: tuple[float, ...], ctx: Context) -> Tensor:
     """Average of the image and its centre zooms by each factor of ``param``.
 
@@ -253,7 +306,15 @@ def zoom_blur(x: Tensor, param: tuple[float, ...], ctx: Context) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- gaussian blur
-@CORRUPTIONS.register("gaussian_blur", category="blur", benchmark=False)
+@CORRUPTIONS.register(
+    "gaussian_blur",
+    category="blur",
+    benchmark=False,
+    order=2,
+    imagenet_c=(1, 2, 3, 4, 6),
+    cifar10_c=(0.4, 0.6, 0.7, 0.8, 1),
+    reference="gaussian_blur",
+)
 def gaussian_blur(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Gaussian blur with sigma = ``param`` px, edges replicated (scikit-image ``gaussian``'s defaults)."""
     return _ops.gaussian_blur(x, float(param), mode="nearest")

@@ -34,7 +34,15 @@ __all__ = [
 ]
 
 
-@CORRUPTIONS.register("brightness", category="weather", benchmark=True)
+@CORRUPTIONS.register(
+    "brightness",
+    category="weather",
+    benchmark=True,
+    order=11,
+    imagenet_c=(0.1, 0.2, 0.3, 0.4, 0.5),
+    cifar10_c=(0.05, 0.1, 0.15, 0.2, 0.3),
+    reference="brightness",
+)
 def brightness(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Add ``param`` to the HSV value (clipped to [0, 1]), hue and saturation kept.
 
@@ -47,14 +55,31 @@ def brightness(x: Tensor, param: float, ctx: Context) -> Tensor:
     return torch.where(v > 0, x * ratio, v_new.expand_as(x))
 
 
-@CORRUPTIONS.register("contrast", category="digital", benchmark=True)
+@CORRUPTIONS.register(
+    "contrast",
+    category="digital",
+    benchmark=True,
+    order=12,
+    imagenet_c=(0.4, 0.3, 0.2, 0.1, 0.05),
+    cifar10_c=(0.75, 0.5, 0.4, 0.3, 0.15),
+    reference="contrast",
+)
 def contrast(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Pull every channel towards its spatial mean: ``(x - mean) * c + mean``."""
     mean = x.mean(dim=(2, 3), keepdim=True)
     return (x - mean) * float(param) + mean
 
 
-@CORRUPTIONS.register("saturate", category="digital", benchmark=False)
+@CORRUPTIONS.register(
+    "saturate",
+    category="digital",
+    benchmark=False,
+    order=4,
+    arity=2,
+    imagenet_c=((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
+    cifar10_c=((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+    reference="saturate",
+)
 def saturate(x: Tensor, param: tuple[float, float], ctx: Context) -> Tensor:
     """Set the HSV saturation to ``clip(S * a + b, 0, 1)``, hue and value kept; ``param`` = (a, b).
 
@@ -93,7 +118,15 @@ def _jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded)
 
 
-@CORRUPTIONS.register("jpeg_compression", category="digital", benchmark=True)
+@CORRUPTIONS.register(
+    "jpeg_compression",
+    category="digital",
+    benchmark=True,
+    order=15,
+    imagenet_c=(25, 18, 15, 10, 7),
+    cifar10_c=(80, 65, 58, 50, 40),
+    reference="jpeg_compression",
+)
 def jpeg_compression(x: Tensor, param: int, ctx: Context) -> Tensor:
     """Encode as JPEG with quality ``param`` (Pillow / libjpeg defaults: 4:2:0 chroma subsampling) and decode.
 
@@ -144,7 +177,15 @@ def nearest_index(in_size: int, out_size: int) -> Tensor:
     return torch.floor((j + 0.5) * scale).to(torch.long).clamp_(0, in_size - 1)
 
 
-@CORRUPTIONS.register("pixelate", category="digital", benchmark=True)
+@CORRUPTIONS.register(
+    "pixelate",
+    category="digital",
+    benchmark=True,
+    order=14,
+    imagenet_c=(0.6, 0.5, 0.4, 0.3, 0.25),
+    cifar10_c=(0.95, 0.9, 0.85, 0.75, 0.65),
+    reference="pixelate",
+)
 def pixelate(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Shrink to ``int(size * param)`` with Pillow's BOX filter, enlarge back by nearest-neighbour sampling.
 
@@ -183,7 +224,36 @@ def _sample(x: Tensor, rows: Tensor, cols: Tensor, mode: str) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=align)
 
 
-@CORRUPTIONS.register("elastic_transform", category="digital", benchmark=True)
+def _times(k: float, *values: float) -> tuple[float, ...]:
+    return tuple(k * v for v in values)
+
+
+@CORRUPTIONS.register(
+    "elastic_transform",
+    category="digital",
+    benchmark=True,
+    order=13,
+    arity=3,
+    # Hendrycks' ImageNet-C code writes 244 (not 224) as the multiplier; kept as published.
+    imagenet_c=(
+        _times(244, 2, 0.7, 0.1),
+        _times(244, 2, 0.08, 0.2),
+        _times(244, 0.05, 0.01, 0.02),
+        _times(244, 0.07, 0.01, 0.02),
+        _times(244, 0.12, 0.01, 0.02),
+    ),
+    cifar10_c=(
+        _times(32, 0, 0, 0.08),
+        _times(32, 0.05, 0.2, 0.07),
+        _times(32, 0.08, 0.06, 0.06),
+        _times(32, 0.1, 0.04, 0.05),
+        _times(32, 0.1, 0.03, 0.03),
+    ),
+    # imagecorruptions 1.1.2's own variant, (alpha, sigma, max_shift): alpha = 250 * (.05, .065, .085, .1, .12),
+    # sigma 1 % and the uniform field's bound 0.5 % of the image side
+    imagecorruptions=tuple((250 * a, 0.01, 0.005) for a in (0.05, 0.065, 0.085, 0.1, 0.12)),
+    reference="elastic_transform",
+)
 def elastic_transform(x: Tensor, param: tuple[float, float, float], ctx: Context) -> Tensor:
     """Elastic transform in the suite's variant (``ctx.elastic_variant``).
 

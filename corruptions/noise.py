@@ -17,7 +17,15 @@ from .base import CORRUPTIONS, Context
 __all__ = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"]
 
 
-@CORRUPTIONS.register("gaussian_noise", category="noise", benchmark=True)
+@CORRUPTIONS.register(
+    "gaussian_noise",
+    category="noise",
+    benchmark=True,
+    order=1,
+    imagenet_c=(0.08, 0.12, 0.18, 0.26, 0.38),
+    cifar10_c=(0.04, 0.06, 0.08, 0.09, 0.10),
+    reference="gaussian_noise",
+)
 def gaussian_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Additive Gaussian noise, ``x + N(0, sigma^2)``; ``param`` = sigma."""
     return x + ctx.randn(*x.shape[1:]) * float(param)
@@ -90,7 +98,15 @@ def poisson_levels(levels: Tensor, lam: float, u: Tensor) -> Tensor:
     return torch.from_numpy(counts.astype(np.float32)).reshape(levels.shape).to(levels.device)
 
 
-@CORRUPTIONS.register("shot_noise", category="noise", benchmark=True)
+@CORRUPTIONS.register(
+    "shot_noise",
+    category="noise",
+    benchmark=True,
+    order=2,
+    imagenet_c=(60, 25, 12, 5, 3),
+    cifar10_c=(500, 250, 100, 75, 50),
+    reference="shot_noise",
+)
 def shot_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Poisson (photon) noise, ``Poisson(x * lam) / lam``; ``param`` = lam (smaller is noisier).
 
@@ -118,7 +134,15 @@ def _uniform64(ctx: Context, shape: torch.Size) -> Tensor:
     return out
 
 
-@CORRUPTIONS.register("impulse_noise", category="noise", benchmark=True)
+@CORRUPTIONS.register(
+    "impulse_noise",
+    category="noise",
+    benchmark=True,
+    order=3,
+    imagenet_c=(0.03, 0.06, 0.09, 0.17, 0.27),
+    cifar10_c=(0.01, 0.02, 0.03, 0.05, 0.07),
+    reference="impulse_noise",
+)
 def impulse_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Salt and pepper noise with scikit-image's ``random_noise(mode="s&p")`` semantics.
 
@@ -131,7 +155,15 @@ def impulse_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     return torch.where(flipped & ~salted, torch.zeros_like(x), out)
 
 
-@CORRUPTIONS.register("speckle_noise", category="noise", benchmark=False)
+@CORRUPTIONS.register(
+    "speckle_noise",
+    category="noise",
+    benchmark=False,
+    order=1,
+    imagenet_c=(0.15, 0.2, 0.35, 0.45, 0.6),
+    cifar10_c=(0.06, 0.1, 0.12, 0.16, 0.2),
+    reference="speckle_noise",
+)
 def speckle_noise(x: Tensor, param: float, ctx: Context) -> Tensor:
     """Multiplicative noise, ``x + x * N(0, sigma^2)``; ``param`` = sigma."""
     return x + x * ctx.randn(*x.shape[1:]) * float(param)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .base import CORRUPTIONS
 from .rng import derive_seed
 from .suites import ALL_CORRUPTIONS
 
@@ -68,8 +69,13 @@ REFERENCE_SUITE = "imagenet-c"
 #: The built-in suites whose parameters the package implements (``imagecorruptions`` is its own, elastic included).
 REFERENCE_SUITES: tuple[str, ...] = ("imagenet-c", "imagecorruptions")
 
-#: The 19 corruptions of imagecorruptions 1.1.2; the package lists them in the canonical order.
-REFERENCE_CORRUPTIONS: tuple[str, ...] = ALL_CORRUPTIONS
+#: The built-in corruptions checked against imagecorruptions 1.1.2 (the 19 of the package, in the canonical order):
+#: those whose registry entry names a ``reference`` function.
+REFERENCE_CORRUPTIONS: tuple[str, ...] = tuple(
+    n for n in ALL_CORRUPTIONS if CORRUPTIONS.meta(n)["reference"] is not None
+)
+# Our name -> the package's name of the function it is checked against (the registry entry's ``reference``).
+_PACKAGE_NAMES: dict[str, str] = {n: CORRUPTIONS.meta(n)["reference"] for n in REFERENCE_CORRUPTIONS}
 
 _PACKAGE = "imagecorruptions"
 # Private import name: never collides with a user's own ``import imagecorruptions``.
@@ -234,7 +240,7 @@ def _load() -> types.ModuleType:
             print=_log_print,
         )
         names = tuple(package.corruption_dict)
-        if names != REFERENCE_CORRUPTIONS:
+        if names != tuple(_PACKAGE_NAMES.values()):
             raise RuntimeError(f"unexpected imagecorruptions version: corruptions {names}")
         _LOADED = package
         return package
@@ -262,7 +268,7 @@ def reference_function(name: str) -> Callable[..., Any]:
     Calls must happen inside ``random_source(...)`` for the stochastic corruptions.
     """
     _check_name_severity(name, 1)
-    return _load().corruption_dict[name]
+    return _load().corruption_dict[_PACKAGE_NAMES[name]]
 
 
 @contextlib.contextmanager
@@ -296,7 +302,7 @@ def corrupt_reference_numpy(image: np.ndarray, name: str, severity: int, *, seed
     with random_source(
         np.random.RandomState(_seed_words(seed)), np.random.default_rng(derive_seed(seed, "skimage"))
     ):
-        out = package.corrupt(image, corruption_name=name, severity=int(severity))
+        out = package.corrupt(image, corruption_name=_PACKAGE_NAMES[name], severity=int(severity))
     return np.asarray(out, dtype=np.uint8)
 
 

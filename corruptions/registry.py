@@ -43,6 +43,13 @@ class Registry(Generic[T]):
         self._items[name] = obj
         self._meta[name] = dict(meta)
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its object (for tests and plug-ins that clean up after themselves)."""
+        obj = self.get(name)
+        del self._items[name]
+        del self._meta[name]
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

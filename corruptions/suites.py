@@ -1,6 +1,8 @@
 """Corruption suites as data: which corruptions, which parameter per severity, written for which image size.
 
-Three suites are built in, two with the severity tables of Hendrycks & Dietterich (ICLR 2019):
+Three suites are built in, two with the severity tables of Hendrycks & Dietterich (ICLR 2019). They are built from
+the corruption registry: each corruption's entry (``corruptions.base.CorruptionRegistry``, next to its function)
+carries its rows of the tables, its benchmark / held-out group and its place in the canonical order.
 
 * ``imagenet-c``: the ImageNet-C table, written for 224 px images;
 * ``cifar10-c``: the CIFAR-10-C table, written for 32 px images;
@@ -33,7 +35,6 @@ size.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from . import blur as _blur
+from . import digital as _digital
+from . import noise as _noise
+from . import weather as _weather
+from .base import CORRUPTIONS, normalise_params
 
 __all__ = [
     "BENCHMARK",
@@ -57,26 +64,34 @@ __all__ = [
     "resolve_suite",
 ]
 
-#: The 15 benchmark corruptions in the canonical order (mCE averages these only).
-BENCHMARK: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-#: The 4 held-out corruptions (reported separately, never part of mCE).
-HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+# The package's own corruptions: the modules below register them, each entry with its severity tables
+# (corruptions.base.CorruptionRegistry). Only these make up the built-in suites; a corruption registered anywhere
+# else is available to user suites but never changes a built-in one.
+_BUILTIN_MODULES: tuple[str, ...] = tuple(m.__name__ for m in (_noise, _blur, _weather, _digital))
+
+
+def _builtin_group(benchmark: bool) -> tuple[str, ...]:
+    names = [
+        n for n in CORRUPTIONS.names(benchmark=benchmark) if CORRUPTIONS.get(n).__module__ in _BUILTIN_MODULES
+    ]
+    unordered = [n for n in names if CORRUPTIONS.meta(n)["order"] is None]
+    if unordered:
+        raise RuntimeError(
+            f"built-in corruptions without an order in their registry entry: {', '.join(unordered)}"
+        )
+    ordered = sorted(names, key=lambda n: CORRUPTIONS.meta(n)["order"])
+    orders = [CORRUPTIONS.meta(n)["order"] for n in ordered]
+    if orders != list(range(1, len(ordered) + 1)):
+        raise RuntimeError(
+            f"built-in corruptions' orders must be 1..{len(ordered)}, got {orders} for {ordered}"
+        )
+    return tuple(ordered)
+
+
+#: The benchmark corruptions in the canonical order (mCE averages these only): the 15 of ImageNet-C.
+BENCHMARK: tuple[str, ...] = _builtin_group(True)
+#: The held-out corruptions (reported separately, never part of mCE): the 4 of ImageNet-C.
+HELD_OUT: tuple[str, ...] = _builtin_group(False)
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
 
 #: The two elastic transforms: Hendrycks' ImageNet-C / CIFAR-10-C one (affine step + displacement field, the
@@ -85,29 +100,6 @@ ELASTIC_VARIANTS: tuple[str, ...] = ("hendrycks", "imagecorruptions")
 
 #: ``check_size`` warns when min(H, W) / native_size is above this ratio or below its inverse.
 SIZE_WARN_RATIO = 2.0
-
-# Number of entries a parameter tuple has, per corruption (None: a plain number; -1: a sequence of any length).
-_ARITY: dict[str, int | None] = {
-    "gaussian_noise": None,
-    "shot_noise": None,
-    "impulse_noise": None,
-    "speckle_noise": None,
-    "gaussian_blur": None,
-    "glass_blur": 3,
-    "defocus_blur": 2,
-    "motion_blur": 2,
-    "zoom_blur": -1,
-    "fog": 2,
-    "frost": 2,
-    "snow": 7,
-    "spatter": 6,
-    "brightness": None,
-    "contrast": None,
-    "saturate": 2,
-    "jpeg_compression": None,
-    "pixelate": None,
-    "elastic_transform": 3,
-}
 
 
 class SuiteSizeWarning(UserWarning):
@@ -188,149 +180,12 @@ def _check_severity(severity: object) -> None:
         raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
 
 
-def _arange(start: float, stop: float, step: float) -> tuple[float, ...]:
-    # The reference writes the zoom factors as np.arange(start, stop, step); keep its exact values (and lengths).
-    return tuple(float(v) for v in np.arange(start, stop, step))
-
-
-def _times(k: float, *values: float) -> tuple[float, ...]:
-    return tuple(k * v for v in values)
-
-
-_IMAGENET_C: dict[str, tuple[Any, ...]] = {
-    "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
-    "shot_noise": (60, 25, 12, 5, 3),
-    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
-    "defocus_blur": ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
-    "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
-    "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
-    "zoom_blur": (
-        _arange(1, 1.11, 0.01),
-        _arange(1, 1.16, 0.01),
-        _arange(1, 1.21, 0.02),
-        _arange(1, 1.26, 0.02),
-        _arange(1, 1.31, 0.03),
-    ),
-    "snow": (
-        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
-        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
-        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
-        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
-    ),
-    "frost": ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
-    "fog": ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
-    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
-    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-    # Hendrycks' ImageNet-C code writes 244 (not 224) as the multiplier; kept as published.
-    "elastic_transform": (
-        _times(244, 2, 0.7, 0.1),
-        _times(244, 2, 0.08, 0.2),
-        _times(244, 0.05, 0.01, 0.02),
-        _times(244, 0.07, 0.01, 0.02),
-        _times(244, 0.12, 0.01, 0.02),
-    ),
-    "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
-    "jpeg_compression": (25, 18, 15, 10, 7),
-    "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
-    "gaussian_blur": (1, 2, 3, 4, 6),
-    "spatter": (
-        (0.65, 0.3, 4, 0.69, 0.6, 0),
-        (0.65, 0.3, 3, 0.68, 0.6, 0),
-        (0.65, 0.3, 2, 0.68, 0.5, 0),
-        (0.65, 0.3, 1, 0.65, 1.5, 1),
-        (0.67, 0.4, 1, 0.65, 1.5, 1),
-    ),
-    "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
-}
-
-_CIFAR10_C: dict[str, tuple[Any, ...]] = {
-    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-    "shot_noise": (500, 250, 100, 75, 50),
-    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
-    "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
-    "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
-    "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
-    "zoom_blur": (
-        _arange(1, 1.06, 0.01),
-        _arange(1, 1.11, 0.01),
-        _arange(1, 1.16, 0.01),
-        _arange(1, 1.21, 0.01),
-        _arange(1, 1.26, 0.01),
-    ),
-    "snow": (
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
-        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
-    ),
-    "frost": ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
-    "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
-    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
-    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
-    "elastic_transform": (
-        _times(32, 0, 0, 0.08),
-        _times(32, 0.05, 0.2, 0.07),
-        _times(32, 0.08, 0.06, 0.06),
-        _times(32, 0.1, 0.04, 0.05),
-        _times(32, 0.1, 0.03, 0.03),
-    ),
-    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
-    "jpeg_compression": (80, 65, 58, 50, 40),
-    "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
-    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1),
-    "spatter": (
-        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
-        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
-        (0.65, 0.3, 1, 0.69, 0.5, 0),
-        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
-        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
-    ),
-    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
-}
-
-# imagecorruptions 1.1.2: the ImageNet-C table, except its own elastic transform, written as (alpha, sigma,
-# max_shift): alpha = 250 * (.05, .065, .085, .1, .12), sigma = 1 % and the uniform field's bound 0.5 % of the side.
-_IMAGECORRUPTIONS: dict[str, tuple[Any, ...]] = {
-    **_IMAGENET_C,
-    "elastic_transform": tuple((250 * a, 0.01, 0.005) for a in (0.05, 0.065, 0.085, 0.1, 0.12)),
-}
-
-
 def _normalise_params(name: str, corruption: str, values: object) -> tuple[Any, ...]:
-    """Validate one corruption's five parameters and return them as a tuple (tuples inside for tuple params)."""
-    if corruption not in _ARITY:
-        raise ValueError(
-            f"suite {name!r}: unknown corruption {corruption!r}; valid: {', '.join(ALL_CORRUPTIONS)}"
-        )
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 5:
-        raise ValueError(
-            f"suite {name!r}: {corruption} needs a list of 5 parameters (severities 1..5), got {values!r}"
-        )
-    arity = _ARITY[corruption]
-    out: list[Any] = []
-    for severity, value in enumerate(values, start=1):
-        where = f"suite {name!r}: {corruption} severity {severity}"
-        if arity is None:
-            out.append(_number(value, where))
-            continue
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ValueError(f"{where}: expected a list of numbers, got {value!r}")
-        if arity > 0 and len(value) != arity:
-            raise ValueError(f"{where}: expected {arity} numbers, got {len(value)} ({value!r})")
-        if arity < 0 and len(value) == 0:
-            raise ValueError(f"{where}: expected at least one number")
-        out.append(tuple(_number(v, where) for v in value))
-    return tuple(out)
-
-
-def _number(value: object, where: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{where}: expected a finite number, got {value!r}")
-    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+    """Validate one corruption's five parameters against its registry entry and return them as a tuple."""
+    if corruption not in CORRUPTIONS:
+        valid = list(ALL_CORRUPTIONS) + sorted(n for n in CORRUPTIONS if n not in ALL_CORRUPTIONS)
+        raise ValueError(f"suite {name!r}: unknown corruption {corruption!r}; valid: {', '.join(valid)}")
+    return normalise_params(values, CORRUPTIONS.meta(corruption)["arity"], f"suite {name!r}: {corruption}")
 
 
 def _make_suite(
@@ -384,29 +239,28 @@ def _make_suite(
     )
 
 
+def _builtin_suite(
+    name: str, native_size: int, description: str, elastic_variant: str = "hendrycks"
+) -> Suite:
+    """A built-in suite: every built-in corruption with its registry table for ``name`` (a value of ``TABLES``)."""
+    params = {c: CORRUPTIONS.table(c, name) for c in ALL_CORRUPTIONS}
+    return _make_suite(name, native_size, params, BENCHMARK, HELD_OUT, description, elastic_variant)
+
+
 SUITES: dict[str, Suite] = {
-    "imagenet-c": _make_suite(
+    "imagenet-c": _builtin_suite(
         "imagenet-c",
         224,
-        _IMAGENET_C,
-        BENCHMARK,
-        HELD_OUT,
         "ImageNet-C (Hendrycks & Dietterich 2019): the ImageNet-C severity table, for 224 px images",
     ),
-    "cifar10-c": _make_suite(
+    "cifar10-c": _builtin_suite(
         "cifar10-c",
         32,
-        _CIFAR10_C,
-        BENCHMARK,
-        HELD_OUT,
         "CIFAR-10-C (Hendrycks & Dietterich 2019): the CIFAR-10-C severity table, for 32 px images",
     ),
-    "imagecorruptions": _make_suite(
+    "imagecorruptions": _builtin_suite(
         "imagecorruptions",
         224,
-        _IMAGECORRUPTIONS,
-        BENCHMARK,
-        HELD_OUT,
         "the parameters of the imagecorruptions 1.1.2 package, for parity and for users who want that package's "
         "behaviour: the ImageNet-C table, elastic_transform in the package's own variant",
         "imagecorruptions",
@@ -449,8 +303,11 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
     * ``base``: a built-in suite to start from (its parameters, size and lists are inherited);
     * ``native_size``: required without ``base``;
     * ``params``: corruption -> list of 5 parameters; overrides / adds to the base's;
-    * ``corruptions``: keep only these (benchmark / held-out membership as in the base, unknown ones go to
-      benchmark); or give ``benchmark`` and ``held_out`` explicitly;
+    * ``corruptions``: keep only these (benchmark / held-out membership as in the base; a corruption the base
+      lacks follows its registry entry's ``benchmark`` flag, an unregistered name goes to benchmark); or give
+      ``benchmark`` and ``held_out`` explicitly. With a ``base``, a registered corruption the base lacks and
+      ``params`` does not give takes its registry table for that base (how a corruption registered outside the
+      package joins a suite).
     * ``description``;
     * ``elastic_variant``: ``"hendrycks"`` or ``"imagecorruptions"`` (``ELASTIC_VARIANTS``); default: the base's,
       else ``"hendrycks"``.
@@ -496,9 +353,10 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
         chosen = data["corruptions"]
         if isinstance(chosen, (str, bytes)) or not isinstance(chosen, Sequence):
             raise ValueError(f"{origin}: 'corruptions' must be a list of names")
-        ref_held = base.held_out if base else HELD_OUT
-        benchmark = [c for c in chosen if c not in ref_held]
-        held_out = [c for c in chosen if c in ref_held]
+        ref_bench, ref_held = (base.benchmark, base.held_out) if base else (BENCHMARK, HELD_OUT)
+        held = [c in ref_held or (c not in ref_bench and _registered_held_out(c)) for c in chosen]
+        benchmark = [c for c, h in zip(chosen, held) if not h]
+        held_out = [c for c, h in zip(chosen, held) if h]
     else:
         default_bench = base.benchmark if base else [c for c in BENCHMARK if c in params]
         default_held = base.held_out if base else [c for c in HELD_OUT if c in params]
@@ -506,10 +364,29 @@ def load_suite(spec: str | os.PathLike[str] | Mapping[str, Any]) -> Suite:
         held_out = data.get("held_out", default_held)
         if base is None and "benchmark" not in data and "held_out" not in data:
             extra = [c for c in params if c not in BENCHMARK and c not in HELD_OUT]
-            benchmark = list(benchmark) + extra
+            benchmark = list(benchmark) + [c for c in extra if not _registered_held_out(c)]
+            held_out = list(held_out) + [c for c in extra if _registered_held_out(c)]
+    if base is not None:
+        for c in _names(benchmark) + _names(held_out):
+            if isinstance(c, str) and c not in params and c in CORRUPTIONS:
+                params[c] = CORRUPTIONS.table(c, base.name)
     description = data.get("description", f"user suite based on {base.name}" if base else "user suite")
     variant = data.get("elastic_variant", base.elastic_variant if base else "hendrycks")
     return _make_suite(name, native_size, params, benchmark, held_out, description, variant)
+
+
+def _registered_held_out(corruption: object) -> bool:
+    """True for a registered corruption whose entry says it is held out (not averaged in mCE)."""
+    return (
+        isinstance(corruption, str)
+        and corruption in CORRUPTIONS
+        and not CORRUPTIONS.meta(corruption)["benchmark"]
+    )
+
+
+def _names(names: object) -> list[Any]:
+    # a malformed list is reported by _make_suite; here it only contributes no names
+    return list(names) if isinstance(names, Sequence) and not isinstance(names, (str, bytes)) else []
 
 
 def resolve_suite(suite: str | Suite | Mapping[str, Any]) -> Suite:

@@ -100,7 +100,16 @@ def plasma_fractal(ctx: Context, mapsize: int, wibbledecay: float) -> Tensor:
     return m / m.amax(dim=(1, 2), keepdim=True)
 
 
-@CORRUPTIONS.register("fog", category="weather", benchmark=True)
+@CORRUPTIONS.register(
+    "fog",
+    category="weather",
+    benchmark=True,
+    order=10,
+    arity=2,
+    imagenet_c=((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+    cifar10_c=((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
+    reference="fog",
+)
 def fog(x: Tensor, param, ctx: Context) -> Tensor:
     """Fog: plasma-fractal haze. ``param`` = (strength, wibbledecay)."""
     strength, decay = float(param[0]), float(param[1])
@@ -161,7 +170,16 @@ def _frost_zoom(ctx: Context) -> float:
     return 0.2 if ctx.native_size <= 32 else 1.0
 
 
-@CORRUPTIONS.register("frost", category="weather", benchmark=True)
+@CORRUPTIONS.register(
+    "frost",
+    category="weather",
+    benchmark=True,
+    order=9,
+    arity=2,
+    imagenet_c=((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    cifar10_c=((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+    reference="frost",
+)
 def frost(x: Tensor, param, ctx: Context) -> Tensor:
     """Frost: ``param[0] * x + param[1] * texture crop``. ``param`` = (image weight, frost weight)."""
     img_w, frost_w = float(param[0]), float(param[1])
@@ -180,7 +198,28 @@ def frost(x: Tensor, param, ctx: Context) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------- snow
-@CORRUPTIONS.register("snow", category="weather", benchmark=True)
+@CORRUPTIONS.register(
+    "snow",
+    category="weather",
+    benchmark=True,
+    order=8,
+    arity=7,
+    imagenet_c=(
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    ),
+    cifar10_c=(
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ),
+    reference="snow",
+)
 def snow(x: Tensor, param, ctx: Context) -> Tensor:
     """Snow: a zoomed, thresholded, motion-blurred flake layer over a brightened image.
 
@@ -217,7 +256,28 @@ def _rain_shape(liquid: np.ndarray) -> np.ndarray:
     return liquid_u8.astype(np.float32) * dist
 
 
-@CORRUPTIONS.register("spatter", category="weather", benchmark=False)
+@CORRUPTIONS.register(
+    "spatter",
+    category="weather",
+    benchmark=False,
+    order=3,
+    arity=6,
+    imagenet_c=(
+        (0.65, 0.3, 4, 0.69, 0.6, 0),
+        (0.65, 0.3, 3, 0.68, 0.6, 0),
+        (0.65, 0.3, 2, 0.68, 0.5, 0),
+        (0.65, 0.3, 1, 0.65, 1.5, 1),
+        (0.67, 0.4, 1, 0.65, 1.5, 1),
+    ),
+    cifar10_c=(
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ),
+    reference="spatter",
+)
 def spatter(x: Tensor, param, ctx: Context) -> Tensor:
     """Spatter: rain drops (mode 0) or mud (mode 1).
 
