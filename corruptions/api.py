@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import CORRUPTIONS, Context
+from .base import CATEGORIES, CORRUPTIONS, Context
 from .rng import per_sample_seeds
 from .suites import SUITES, Suite, _check_severity, get_suite, resolve_suite
 
 __all__ = ["corrupt", "list_corruptions", "quantize_levels", "BACKENDS", "CATEGORIES", "QUANTIZE_MODES"]
 
 BACKENDS: tuple[str, ...] = ("torch", "reference")
-CATEGORIES: tuple[str, ...] = ("noise", "blur", "weather", "digital")
 #: How float results become 8-bit levels: ``"trunc"`` (the published generators' ``np.uint8``) or ``"round"``.
 QUANTIZE_MODES: tuple[str, ...] = ("trunc", "round")
 _FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
