@@ -29,6 +29,7 @@ is only reused when its spec equals the planned one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -447,9 +448,72 @@ class RunStore:
         df = df.loc[:, list(RESULT_COLUMNS)]
         data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
         atomic_write_bytes(self.results_path, data)
+        # what was written, so report / check can tell a truncated or stale results.csv from this one
+        if self.manifest.get("sessions"):
+            self.update_session(results_rows=len(df), results_sha256=hashlib.sha256(data).hexdigest())
         return df
 
     def read_results(self) -> pd.DataFrame:
         if not self.results_path.exists():
             raise FileNotFoundError(f"{self.results_path} does not exist yet")
         return pd.read_csv(self.results_path, keep_default_na=False, na_values=[""])
+
+
+def run_problems(path: str | os.PathLike[str]) -> list[str]:
+    """Why a run directory's ``results.csv`` is not the complete result of its last ``evaluate`` (empty: it is).
+
+    Read-only (no lock). Finds: no results.csv; an evaluate that was killed before it finished (its cells so far
+    are stored, the table is from an earlier session or absent); a results.csv that differs from the one evaluate
+    wrote (truncated or edited). Each message ends with how to finish the run: the same evaluate command again.
+    """
+    run = Path(path)
+    manifest_path = run / MANIFEST
+    results = run / RESULTS
+    if not manifest_path.exists():
+        if not results.exists():
+            return [f"{run} holds neither {RESULTS} nor {MANIFEST}: it is not a run directory written by evaluate"]
+        return table_problems(results)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return [f"cannot read {manifest_path}: {exc}"]
+    sessions = manifest.get("sessions") or [{}]
+    last = sessions[-1] if isinstance(sessions[-1], dict) else {}
+    command = last.get("command")
+    again = (
+        f"re-run the same evaluate command to finish it ({' '.join(map(str, command))})"
+        if command
+        else "re-run the same evaluate command to finish it"
+    )
+    stored = sum(1 for _ in (run / CELLS).glob("*/*.npz")) if (run / CELLS).exists() else 0
+    problems = []
+    if "finished" not in last:
+        started = last.get("time", "?")
+        problems.append(
+            f"the last evaluate of {run} (started {started}) did not finish: {stored} cells are stored and kept, "
+            f"{RESULTS} {'is from an earlier session' if results.exists() else 'was not written'}; {again}"
+        )
+    elif not results.exists():
+        problems.append(f"{run} has no {RESULTS}; {again}")
+    else:
+        digest = last.get("results_sha256")
+        data = results.read_bytes()
+        if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+            rows = max(data.count(b"\n") - 1, 0)
+            problems.append(
+                f"{results} is not the table evaluate wrote ({rows} rows, {last.get('results_rows', '?')} written): "
+                f"it was truncated or edited; {again}"
+            )
+        elif digest is None:
+            problems += table_problems(results)
+    return problems
+
+
+def table_problems(results: Path) -> list[str]:
+    """Signs that a results.csv without a manifest was cut short."""
+    data = results.read_bytes()
+    if not data:
+        return [f"{results} is empty"]
+    if not data.endswith(b"\n"):
+        return [f"{results} ends in the middle of a line: it was truncated (re-run the evaluate that wrote it)"]
+    return []

@@ -36,6 +36,9 @@ from typing import Any
 import pandas as pd
 
 from ..schema import RESULT_COLUMNS
+from ..store import MANIFEST as MANIFEST_FILE
+from ..store import RESULTS as RESULTS_FILE
+from ..store import run_problems, table_problems
 from .summary import HEADLINE, build_summary, summary_metrics
 from .tables import read_results_table
 
@@ -179,14 +182,33 @@ def _number(value: Any, where: str) -> float:
     return v
 
 
+def _is_run_table(path: Path) -> bool:
+    """A results table (the schema's columns) or a report's summary.csv (no ``metric`` column), not a baseline CSV."""
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return False
+    if all(c in header for c in RESULT_COLUMNS):
+        return True
+    return "model" in header and "metric" not in header and "value" not in header
+
+
 def load_baseline(path: str | os.PathLike[str]) -> Baseline:
-    """Read a baseline CSV or JSON (see the module docstring); :class:`CheckInputError` says what is wrong."""
+    """Read a baseline: a baseline CSV or JSON (see the module docstring), or a run directory, its results.csv or a
+    report's summary.csv (their headline numbers, thresholds from the command line or a config);
+    :class:`CheckInputError` says what is wrong."""
     p = Path(path)
     name = os.fspath(path)
     if not p.exists():
         raise CheckInputError(f"baseline file {name!r} does not exist (create one with --update-baseline)")
-    if p.is_dir():
-        raise CheckInputError(f"baseline {name!r} is a directory; expected a .csv or .json file")
+    if p.is_dir() or (p.suffix.lower() == ".csv" and _is_run_table(p)):
+        # a run directory, its results.csv or a report's summary.csv: the headline numbers as check computes them
+        # for a run (same keys, same units), without thresholds of its own
+        try:
+            values = current_metrics(p)
+        except CheckInputError as exc:
+            raise CheckInputError(f"baseline {name!r}: {exc}") from None
+        return Baseline(values, {})
     if p.suffix.lower() == ".json":
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -253,6 +275,12 @@ def current_metrics(run: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
             raise CheckInputError(f"{name!r} holds neither results.csv nor summary.csv")
     if not p.exists():
         raise CheckInputError(f"run {name!r} does not exist")
+    if p.name == RESULTS_FILE or (p.parent / MANIFEST_FILE).exists():
+        problems = run_problems(p.parent) if (p.parent / MANIFEST_FILE).exists() else table_problems(p)
+    else:
+        problems = table_problems(p)
+    if problems:
+        raise CheckInputError("; ".join(problems))
     try:
         header = pd.read_csv(p, nrows=0).columns
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import CLEAN, RESULT_COLUMNS
+from ..store import run_problems, table_problems
 from .rows import (
     AGGREGATE_SCOPES,
     BENCHMARK,
@@ -119,12 +120,17 @@ def read_results_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
+class IncompleteRunError(ValueError):
+    """A run whose results.csv is missing, stale (a killed evaluate) or truncated; the message says how to finish it."""
+
+
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Load a run directory (``results.csv`` + ``manifest.json``) or a bare ``results.csv``.
 
     Raises:
         FileNotFoundError: the path or its ``results.csv`` does not exist.
         ValueError: the table lacks the schema's columns or the manifest is not JSON.
+        IncompleteRunError: the run's last evaluate did not finish, or results.csv is not the table it wrote.
     """
     p = Path(path)
     if not p.exists():
@@ -139,6 +145,12 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         results_path = p
         manifest_path = p.parent / "manifest.json"
         name = p.resolve().parent.name if p.name == "results.csv" else p.stem
+    if manifest_path.exists() or p.is_dir():
+        problems = run_problems(manifest_path.parent)
+    else:
+        problems = table_problems(results_path)
+    if problems:
+        raise IncompleteRunError("; ".join(problems))
     manifest: dict[str, Any] = {}
     if manifest_path.exists():
         try:
