@@ -27,6 +27,7 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     baseline: str | None = None
+    removed: list[Path] = field(default_factory=list)  # stale files of an earlier report, deleted
 
 
 def write_report(
@@ -110,4 +111,23 @@ def write_report(
     )
     (out / "report.md").write_text(md, encoding="utf-8")
     report.files += [out / "report.html", out / "report.md"]
+    report.removed = _remove_stale(out, report.files)
     return report
+
+
+def _remove_stale(out: Path, written: Sequence[Path]) -> list[Path]:
+    """Delete what an earlier report left in ``out`` and this one did not write again (a figure or table whose
+    rows are gone), so the folder never mixes two reports. Only files with the report's own names are touched."""
+    from .plots import PLOTS
+
+    names = {f"{name}.{ext}" for name in PLOTS.names() for ext in ("png", "svg", "pdf")}
+    names |= {f"{t}.csv" for t in ("summary", "per_corruption", "per_severity", "perturbations", "shifts")}
+    names |= {"reconstruction.csv", "adversarial.csv", "gallery.png"}
+    keep = {Path(f).name for f in written}
+    removed = []
+    for name in sorted(names - keep):
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

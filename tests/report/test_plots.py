@@ -54,3 +54,35 @@ def test_render_plots_draws_whatever_is_registered(tmp_path, monkeypatch):
     assert [p.name for p in out] == ["tiny"] and seen == {"rows": 3}
     assert out[0].title == "Tiny" and (tmp_path / "tiny.png").read_bytes() == out[0].png
     assert not (tmp_path / "never.png").exists()
+
+
+def test_captions_name_the_severities_evaluated():
+    from robustbench_lift.report.plots.base import severities_text
+
+    per_sev = pd.DataFrame({"severity": [0, 1, 3, 5, 3]})
+    assert severities_text(per_sev) == "severities 1, 3 and 5"
+    assert severities_text(pd.DataFrame({"severity": [1, 2, 3]})) == "severities 1-3"
+    assert severities_text(pd.DataFrame({"severity": [0, 2]})) == "severity 2"
+    caption = plots.PLOTS.meta("error_per_corruption")["caption"]
+    assert "severities 1, 3 and 5" in caption({"per_severity": per_sev})
+    assert "severity 2" in plots.PLOTS.meta("error_vs_severity")["caption"](
+        {"per_severity": pd.DataFrame({"severity": [2]})}
+    )
+
+
+def test_reconstruction_pairs_are_drawn_once():
+    table = pd.DataFrame(
+        {
+            "model": ["lift-s0", "lift-s1", "max-s0", "max-s1"],
+            "pooling": ["lift", "lift", "max", "max"],
+            "pair": ["lift", "lift", "max", "max"],
+            "psnr_dB": [96.0, 96.0, 14.5, 14.5],
+            "ssim": [0.9999, 0.9999, 0.41, 0.41],
+        }
+    )
+    fig = plots.plot_reconstruction(table)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lift", "max"]
+    table.loc[1, "psnr_dB"] = 90.0  # a model-dependent pair stays per model
+    labels = [t.get_text() for t in plots.plot_reconstruction(table).axes[0].get_xticklabels()]
+    assert labels == ["lift-s0: lift", "lift-s1: lift", "max"]

@@ -111,3 +111,19 @@ def test_check_accepts_runs_and_summaries_as_the_baseline(run_dir, tmp_path, whi
     )
     assert chk.returncode == 0, chk.stdout + chk.stderr
     assert "2 of 2 check(s) passed" in chk.stdout + chk.stderr
+
+
+def test_re_reporting_removes_the_previous_reports_stale_files(run_dir, tmp_path):
+    from robustbench_lift.report import write_report
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    for stale in ("robust_accuracy.png", "robust_accuracy.svg", "adversarial.csv", "reconstruction.png"):
+        (out / stale).write_text("old")
+    (out / "notes.txt").write_text("mine")  # not a report file: kept
+    result = write_report([run_dir], out, make_gallery=False)
+    assert not (out / "robust_accuracy.png").exists() and not (out / "adversarial.csv").exists()
+    assert not (out / "reconstruction.png").exists()  # the run has no reconstruction rows
+    assert (out / "notes.txt").read_text() == "mine"
+    assert {p.name for p in result.removed} >= {"robust_accuracy.png", "adversarial.csv"}
+    assert (out / "summary.csv").exists() and (out / "error_per_corruption.png").exists()

@@ -71,5 +71,7 @@ def render_plots(
             log.info("plot %s skipped: no rows to draw", name)
             continue
         png, paths = save_figure(fig, out_dir, name, formats)
-        results.append(PlotResult(name, meta["title"], meta["description"], png, paths))
+        caption = meta.get("caption")
+        description = caption(tables) if caption is not None else meta["description"]
+        results.append(PlotResult(name, meta["title"], description, png, paths))
     return results

@@ -41,10 +41,33 @@ PLOTS: Registry[PlotFunction] = Registry("plot")
 
 
 def register_plot(
-    name: str, *, title: str, description: str, table: str
+    name: str,
+    *,
+    title: str,
+    description: str,
+    table: str,
+    caption: Callable[[Mapping[str, pd.DataFrame]], str] | None = None,
 ) -> Callable[[PlotFunction], PlotFunction]:
-    """Decorator registering a figure builder under ``name`` (the stem of its files, ``<name>.png``)."""
-    return PLOTS.register(name, title=title, description=description, table=table)
+    """Decorator registering a figure builder under ``name`` (the stem of its files, ``<name>.png``).
+
+    ``caption(tables)``, when given, writes the line under the figure from the report's tables (e.g. naming the
+    severities actually evaluated); ``description`` is the fallback.
+    """
+    return PLOTS.register(name, title=title, description=description, table=table, caption=caption)
+
+
+def severities_text(per_severity: pd.DataFrame) -> str:
+    """The corruption severities a report's rows hold: ``"severities 1-5"``, ``"severities 1, 3 and 5"``."""
+    if per_severity.empty or "severity" not in per_severity.columns:
+        return "the evaluated severities"
+    sev = sorted({int(s) for s in per_severity["severity"] if int(s) > 0})
+    if not sev:
+        return "the evaluated severities"
+    if len(sev) == 1:
+        return f"severity {sev[0]}"
+    if sev == list(range(sev[0], sev[-1] + 1)):
+        return f"severities {sev[0]}-{sev[-1]}"
+    return "severities " + ", ".join(map(str, sev[:-1])) + f" and {sev[-1]}"
 
 
 #: One fixed colour per pooling kind (Okabe-Ito palette: distinguishable with the common colour-vision deficiencies).

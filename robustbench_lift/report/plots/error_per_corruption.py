@@ -13,6 +13,7 @@ from .base import (
     _models,
     model_styles,
     register_plot,
+    severities_text,
 )
 
 
@@ -21,6 +22,10 @@ from .base import (
     title="Error per corruption",
     description="Mean top-1 error over the 5 severities; bars grouped by corruption, one colour per pooling kind, 95 % CIs as whiskers.",
     table="per_corruption",
+    caption=lambda t: (
+        f"Mean top-1 error over {severities_text(t.get('per_severity', pd.DataFrame()))}; bars "
+        "grouped by corruption, one colour per pooling kind, 95 % CIs as whiskers."
+    ),
 )
 def plot_error_per_corruption(per_corruption: pd.DataFrame) -> Figure | None:
     """Mean top-1 error over severities per corruption, bars grouped by corruption, one colour per pooling."""

@@ -14,6 +14,7 @@ from .base import (
     _models,
     model_styles,
     register_plot,
+    severities_text,
 )
 
 
@@ -22,6 +23,10 @@ from .base import (
     title="Error vs severity",
     description="Top-1 error at severities 1-5 (0 = clean), one panel per corruption.",
     table="per_severity",
+    caption=lambda t: (
+        f"Top-1 error at {severities_text(t.get('per_severity', pd.DataFrame()))} (0 = clean), one "
+        "panel per corruption."
+    ),
 )
 def plot_error_vs_severity(per_severity: pd.DataFrame, ncols: int = 5) -> Figure | None:
     """Top-1 error against severity (0 = clean), one small panel per corruption, shared y axis."""

@@ -15,7 +15,8 @@ from .base import (
 @register_plot(
     "reconstruction",
     title="Reconstruction quality",
-    description="PSNR and SSIM of images passed down and back up a pooling pair.",
+    description="PSNR and SSIM of images passed down and back up a pooling pair (each pair once: the probe builds the "
+    "pairs itself, so they do not depend on the evaluated model).",
     table="reconstruction",
 )
 def plot_reconstruction(reconstruction: pd.DataFrame) -> Figure | None:
@@ -26,7 +27,16 @@ def plot_reconstruction(reconstruction: pd.DataFrame) -> Figure | None:
     if not metrics:
         return None
     data = reconstruction.copy()
-    data["label"] = [m if m == p else f"{m}: {p}" for m, p in zip(data["model"], data["pair"])]
+    # the probe's pairs are built fresh (random P/U), not from the model: a pair with the same numbers in several
+    # models is one measurement, drawn once and labelled by the pair alone
+    same = data.groupby("pair")[metrics].nunique(dropna=False).max(axis=1) == 1
+    shared = set(same[same].index)
+    data = pd.concat(
+        [data[data["pair"].isin(shared)].drop_duplicates("pair"), data[~data["pair"].isin(shared)]]
+    ).sort_index()
+    data["label"] = [
+        p if p in shared else (m if m == p else f"{m}: {p}") for m, p in zip(data["model"], data["pair"])
+    ]
     styles = model_styles(data)
     fig = Figure(figsize=(4.2 * len(metrics) + 0.6, 3.8), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
