@@ -1,6 +1,7 @@
 """Training loop for the toolkit's models: resumable, seeded, with checkpoints in the toolkit's format.
 
-``train(arch, pool, dataset, epochs=..., out=...)`` (in :mod:`.loop`) trains ``build_model(arch, pool=pool)`` and writes
+``train(arch, pool, dataset, epochs=..., out=...)`` (in :mod:`.loop`) trains ``build_model(arch, pool=pool)`` and
+writes
 
 * ``out`` - the last epoch's model (written after every epoch, so an interrupted run still leaves one);
 * ``<stem>.best<suffix>`` next to it - the epoch with the best validation accuracy;
@@ -12,9 +13,11 @@ to the new length from that point, so that result differs from a run planned tha
 
 Choices:
 
-* Validation: the dataset's test split by default (``val_source="test"`` in the metadata; the best checkpoint is
-  then selected on test data, so report the last one as the honest number), or ``holdout=N`` images held out of the
-  training split (``val_source="holdout"``).
+* Validation: by default a seeded split of the training set (``holdout`` images, default
+  :func:`~.config.default_holdout`: a tenth, at most 5 000) that training never sees, so the best checkpoint is
+  never selected on the evaluation images (``val_source="holdout"`` in the metadata). ``val_split="test"`` (the
+  spec's test split, ``val_source="test"``) or ``val_dataset=...`` (``val_source="dataset"``) only when asked.
+  The checkpoint's ``train_config`` records ``seed``, ``val_source``, ``val_dataset`` and ``holdout``.
 * Randomness: every epoch draws its data order, crops and flips from a generator seeded by
   ``derive_seed(seed, "train", epoch)``; weights are initialised from ``derive_seed(seed, "init")`` and dropout from
   ``derive_seed(seed, "dropout", epoch)`` inside ``torch.random.fork_rng``, so the caller's global RNG state is left
@@ -39,11 +42,14 @@ from .batches import augment
 from .config import (
     NO_FLIP_DATASETS,
     OPTIMIZERS,
+    VAL_SPLITS,
     TrainConfig,
     TrainResult,
     best_path_for,
     default_flip,
+    default_holdout,
     resume_path_for,
+    seed_out_path,
 )
 from .loop import train
 from .optim import warmup_cosine
@@ -53,10 +59,13 @@ __all__ = [
     "OPTIMIZERS",
     "TrainConfig",
     "TrainResult",
+    "VAL_SPLITS",
     "augment",
     "best_path_for",
     "default_flip",
+    "default_holdout",
     "resume_path_for",
+    "seed_out_path",
     "train",
     "warmup_cosine",
 ]

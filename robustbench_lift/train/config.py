@@ -13,6 +13,10 @@ from torch import nn
 OPTIMIZERS = ("sgd", "adamw")
 #: Datasets whose classes change meaning under a horizontal flip (digits): flipping is off by default for them.
 NO_FLIP_DATASETS = ("mnist", "svhn")
+#: Where validation images come from when no validation dataset is given (see :func:`~.loop.train`).
+VAL_SPLITS = ("holdout", "test")
+#: Largest default held-out split (:func:`default_holdout`).
+MAX_DEFAULT_HOLDOUT = 5_000
 _DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
 _DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
 # Settings that change the result; a resume refuses a state saved with different ones.
@@ -35,6 +39,8 @@ _RESULT_KEYS = (
     "limit_train",
     "limit_val",
     "holdout",
+    "val_source",
+    "val_dataset",
     "model_kwargs",
     "pool_kwargs",
 )
@@ -63,7 +69,8 @@ class TrainConfig:
     limit_train: int | None = None
     limit_val: int | None = None
     holdout: int = 0
-    val_source: str = "test"
+    val_source: str = "holdout"
+    val_dataset: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     pool_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -103,6 +110,18 @@ def default_flip(dataset_name: str) -> bool:
     """Whether random horizontal flips suit a dataset: off for digits (:data:`NO_FLIP_DATASETS`), on otherwise."""
     name = str(dataset_name).lower().partition(":")[0]
     return name not in NO_FLIP_DATASETS
+
+
+def default_holdout(n_train: int) -> int:
+    """Default size of the held-out validation split: a tenth of the training set, at least 1, at most
+    :data:`MAX_DEFAULT_HOLDOUT`."""
+    return max(1, min(MAX_DEFAULT_HOLDOUT, int(n_train) // 10))
+
+
+def seed_out_path(out: str | os.PathLike, seed: int) -> Path:
+    """``dir/name.safetensors`` -> ``dir/name-seed<seed>.safetensors``: one checkpoint per training seed."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-seed{int(seed)}{out.suffix}")
 
 
 def best_path_for(out: str | os.PathLike) -> Path:

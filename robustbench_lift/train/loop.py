@@ -25,6 +25,7 @@ from .config import (
     _DEFAULT_LR,
     _DEFAULT_WD,
     OPTIMIZERS,
+    VAL_SPLITS,
     TrainConfig,
     TrainResult,
     _check_dataset,
@@ -32,6 +33,7 @@ from .config import (
     _positive_int,
     best_path_for,
     default_flip,
+    default_holdout,
     resume_path_for,
 )
 from .optim import _make_optimizer, _make_scheduler, _seeded, _training_mode
@@ -83,7 +85,8 @@ def train(
     deterministic: bool = True,
     limit_train: int | None = None,
     limit_val: int | None = None,
-    holdout: int = 0,
+    val_split: str = "holdout",
+    holdout: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     pool_kwargs: Mapping[str, Any] | None = None,
     eval_batch_size: int = 512,
@@ -104,8 +107,8 @@ def train(
             ``image_size`` (and ideally ``name``).
         epochs: total number of epochs (a resumed run continues up to it).
         out: path of the last checkpoint; the best one and the resume state go next to it.
-        val_dataset: validation data (spec or dataset); default: the spec's test split. With an opened
-            ``dataset`` give this or ``holdout``.
+        val_dataset: validate on this dataset (spec, whose test split is used, or an opened dataset) instead of
+            held-out training images (``val_source="dataset"``).
         batch_size, optimizer ("sgd" | "adamw"), lr, momentum, nesterov, weight_decay: optimisation (lr and
             weight_decay default to 0.05 / 5e-4 for SGD, 2e-3 / 0.05 for AdamW).
         warmup_epochs: linear warm-up length (fractions allowed), then cosine decay to zero.
@@ -114,7 +117,10 @@ def train(
             on unless the dataset is digits, see :data:`NO_FLIP_DATASETS`).
         seed, deterministic: randomness and deterministic algorithms (see the module docstring).
         limit_train, limit_val: train / validate on a seeded random subset of that many images.
-        holdout: validate on this many training images held out of training instead of the test split.
+        val_split: what validation (and so the best checkpoint) uses when ``val_dataset`` is not given:
+            ``"holdout"`` (default) a seeded split of the training set, never used for training, or ``"test"``
+            the spec's test split (the evaluation images: ask for it only knowingly).
+        holdout: size of the held-out split (default :func:`default_holdout` of the training set's size).
         model_kwargs, pool_kwargs: options for :func:`~robustbench_lift.models.build_model` and the pools.
         eval_batch_size: batch size of validation.
         num_threads: torch CPU threads during training (default: leave torch's setting).
@@ -142,8 +148,20 @@ def train(
     _positive_int("num_threads", num_threads, allow_none=True)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
-        raise ValueError(f"holdout must be an int >= 0, got {holdout!r}")
+    if val_split not in VAL_SPLITS:
+        raise ValueError(f"unknown val_split {val_split!r}; valid: {', '.join(VAL_SPLITS)}")
+    _positive_int("holdout", holdout, allow_none=True)
+    if val_dataset is not None:
+        val_source = "dataset"
+    elif val_split == "test":
+        val_source = "test"
+    else:
+        val_source = "holdout"
+    if holdout is not None and val_source != "holdout":
+        raise ValueError(
+            f"holdout={holdout} is the size of the held-out training split; it does not go with "
+            + ("val_dataset" if val_dataset is not None else "val_split='test'")
+        )
     if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
         raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -173,21 +191,24 @@ def train(
 
         spec = dataset
         train_ds = open_dataset(spec, split="train", download=download, image_size=image_size)
-        if val_dataset is None and holdout == 0:
+        if val_source == "test":
             val_dataset = open_dataset(spec, split="test", download=download, image_size=image_size)
     else:
         train_ds = dataset
         spec = str(getattr(dataset, "name", type(dataset).__name__))
-        if val_dataset is None and holdout == 0:
+        if val_source == "test":
             raise ValueError(
-                "with an opened dataset pass val_dataset=... or holdout=N (images held out for validation)"
+                "val_split='test' needs a dataset spec; with an opened dataset pass its test split as "
+                "val_dataset=..."
             )
+    val_name = val_dataset if isinstance(val_dataset, str) else getattr(val_dataset, "name", None)
     if isinstance(val_dataset, str):
         from robustbench_lift.data import open_dataset
 
         val_dataset = open_dataset(val_dataset, split="test", download=download, image_size=image_size)
     _check_dataset(train_ds, "dataset")
-    if holdout:
+    if val_source == "holdout":
+        holdout = default_holdout(len(train_ds)) if holdout is None else holdout
         if holdout >= len(train_ds):
             raise ValueError(f"holdout={holdout} leaves no training images (the dataset has {len(train_ds)})")
         val_ds = train_ds
@@ -227,14 +248,15 @@ def train(
         deterministic=bool(deterministic),
         limit_train=limit_train,
         limit_val=limit_val,
-        holdout=holdout,
-        val_source="holdout" if holdout else "test",
+        holdout=holdout or 0,
+        val_source=val_source,
+        val_dataset=None if val_source == "holdout" else str(val_name or spec),
         model_kwargs=dict(model_kwargs or {}),
         pool_kwargs=dict(pool_kwargs or {}),
     )
 
     # index sets: a seeded split of the training data, then seeded subsets for --limit-*
-    if holdout:
+    if val_source == "holdout":
         perm = torch.randperm(len(train_ds), generator=torch_generator(seed, "holdout"))
         val_idx, pool_idx = perm[:holdout].sort().values, perm[holdout:].sort().values
     else:
