@@ -45,7 +45,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from .fileio import TMP_PREFIX, atomic_write_bytes
-from .schema import RESULT_COLUMNS
+from .schema import RESULT_COLUMNS, SEED_COLUMNS, with_seed_columns
 
 __all__ = [
     "RunStore",
@@ -442,8 +442,9 @@ class RunStore:
         for c in missing:
             if c in ("ci_low", "ci_high", "n"):
                 df[c] = np.nan
-            else:
+            elif c not in SEED_COLUMNS:
                 raise ValueError(f"results rows lack the required column {c!r}")
+        df = with_seed_columns(df)
         df = df.loc[:, list(RESULT_COLUMNS)]
         data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
         atomic_write_bytes(self.results_path, data)
