@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 RESULTS = "results.csv"
+#: The seed-aware statistics per seed group (robustbench_lift.metrics.seeds.SEED_TABLE_COLUMNS).
+SEEDS = "seeds.csv"
 LOCK = "run.lock"
 CELLS = "cells"
 STORE_FORMAT = "robustbench-lift-run/1"
@@ -361,7 +363,7 @@ class RunStore:
         self._require_lock()
         if self.cells_dir.exists():
             shutil.rmtree(self.cells_dir)
-        for name in (MANIFEST, RESULTS):
+        for name in (MANIFEST, RESULTS, SEEDS):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         self._manifest = None
@@ -448,6 +450,18 @@ class RunStore:
         df = df.loc[:, list(RESULT_COLUMNS)]
         data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
         atomic_write_bytes(self.results_path, data)
+        return df
+
+    @property
+    def seeds_path(self) -> Path:
+        return self.path / SEEDS
+
+    def write_seed_table(self, rows: list[Mapping[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+        """Write ``seeds.csv`` (the seed-aware statistics) atomically; returns the table written."""
+        self._require_lock()
+        df = pd.DataFrame(list(rows), columns=list(columns))
+        data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
+        atomic_write_bytes(self.seeds_path, data)
         return df
 
     def read_results(self) -> pd.DataFrame:

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -87,3 +88,56 @@ def test_tables_without_seed_columns_still_read():
 def test_result_row_without_seed(seed):
     row = result_row({"model": "m", "seed": seed}, "s", "clean", 0, "top1_error", 0.1, (0.0, 0.2), 5, "p")
     assert row["seed"] == "" and row["group"] == "m"
+
+
+def test_evaluate_writes_the_seed_table(tmp_path):
+    from robustbench_lift.data import ArrayDataset
+    from robustbench_lift.evaluation import evaluate
+    from robustbench_lift.metrics.seeds import IMAGES_ONLY, SEED_TABLE_COLUMNS, SEEDS_AND_IMAGES
+
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(
+        rng.integers(0, 256, size=(24, 16, 16), dtype=np.uint8),
+        rng.integers(0, 3, size=24),
+        layout="NHW",
+        class_names=["a", "b", "c"],
+        name="toy",
+    )
+    paths = []
+    for pool in ("max", "lift"):
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            model = build_model(
+                "convnet", pool=pool, num_classes=3, in_channels=1, input_size=(16, 16), widths=[4, 8, 8]
+            )
+            cfg = {**RECIPE, "pool": pool, "seed": seed}
+            paths.append(
+                save_checkpoint(tmp_path / f"{pool}-seed{seed}.safetensors", model, train_config=cfg)
+            )
+    paths.append(_save(tmp_path, "bare", "avg", None))
+    run = evaluate(
+        paths, data, "cifar10-c", out=tmp_path / "run", corruptions=["fog", "contrast"], severities=[1, 2],
+        progress=False, n_boot=50, baseline="max-seed0",
+    )  # fmt: skip
+    results = run.results
+    assert set(results["group"]) == {
+        group_id("", "convnet", "max", {**RECIPE, "pool": "max"}),
+        group_id("", "convnet", "lift", {**RECIPE, "pool": "lift"}),
+        "bare",
+    }
+    assert sorted(results.drop_duplicates("model")["seed"].tolist(), key=str) == ["", 0, 0, 1, 1]
+    seeds = pd.read_csv(tmp_path / "run" / "seeds.csv", keep_default_na=False)
+    assert tuple(seeds.columns) == SEED_TABLE_COLUMNS and len(seeds) == len(run.seeds)
+    max_group = results.loc[results["model"] == "max-seed0", "group"].iloc[0]
+    lift_group = results.loc[results["model"] == "lift-seed0", "group"].iloc[0]
+    mce = seeds[(seeds["metric"] == "mce") & (seeds["compared_to"] == "")].set_index("group")
+    assert mce.loc[lift_group, "n_seeds"] == 2 and mce.loc[lift_group, "interval"] == SEEDS_AND_IMAGES
+    per_model = results[(results["metric"] == "mce") & (results["corruption"] == "benchmark")].set_index(
+        "model"
+    )
+    want = (per_model.loc["lift-seed0", "value"] + per_model.loc["lift-seed1", "value"]) / 2
+    assert mce.loc[lift_group, "value"] == pytest.approx(want)
+    assert mce.loc["bare", "interval"] == IMAGES_ONLY
+    diff = seeds[(seeds["metric"] == "mce") & (seeds["group"] == lift_group) & (seeds["compared_to"] != "")]
+    assert diff["compared_to"].tolist() == [max_group]
+    assert diff["value"].iloc[0] == pytest.approx(want - mce.loc[max_group, "value"])

@@ -237,6 +237,8 @@ def aggregate_corruption_suite(
         info = {"model": model, **data.models.get(model, {})}
         out.append(result_row(info, name, corruption, severity, metric, value, (lo, hi), n, protocol))
         stats.setdefault(model, {})[(corruption, metric)] = (v, protocol)
+        if data.vectors is not None and severity == ALL_SEVERITIES and not metric.endswith("_diff"):
+            data.vectors[(model, name, corruption, severity, metric)] = (v, protocol, n)
 
     for model, mine in found.items():
         if CLEAN in mine:
