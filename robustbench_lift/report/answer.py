@@ -46,6 +46,7 @@ class AnswerMetric:
         scale: stored value -> shown value (fractions x100); flip: shown as 100 - stored x scale (accuracy
             from error; differences change sign).
         lower_is_better: the direction of "better".
+        severity: the rows' severity (0: aggregates; perturbation aggregates are per difficulty: 1).
     """
 
     key: str
@@ -56,6 +57,7 @@ class AnswerMetric:
     scale: float = 1.0
     flip: bool = False
     lower_is_better: bool = True
+    severity: int = 0
 
 
 #: The headline metrics, in the answer's order (perturbation metrics appear when the seed table has them).
@@ -66,8 +68,8 @@ ANSWER_METRICS: tuple[AnswerMetric, ...] = (
     AnswerMetric("relative_mce", "relative mCE", "Relative mCE (baseline = 100)", "benchmark", "relative_mce"),
     AnswerMetric("mean_corruption_error_pct", "mean corruption error", "Mean corruption error (%, unnormalised)",
                  "benchmark", "mean_corruption_error", 100.0),
-    AnswerMetric("mfr", "mFR", "mFR (baseline = 100)", "all", "mfr"),
-    AnswerMetric("mt5d_normalised", "mT5D", "mT5D (baseline = 100)", "all", "mt5d_normalised"),
+    AnswerMetric("mfr", "mFR", "mFR (baseline = 100)", "all", "mfr", severity=1),
+    AnswerMetric("mt5d_normalised", "mT5D", "mT5D (baseline = 100)", "all", "mt5d_normalised", severity=1),
     AnswerMetric("crop_consistency_pct", "crop consistency", "Crop-shift consistency (%)", "crop", "consistency",
                  100.0, lower_is_better=False),
     AnswerMetric("circular_consistency_pct", "circular consistency", "Circular-shift consistency (%)", "circular",
@@ -152,7 +154,9 @@ def _shown(m: AnswerMetric, value: float, *, difference: bool) -> float:
 
 
 def _rows_of(df: pd.DataFrame, m: AnswerMetric) -> pd.DataFrame:
-    return df[(df["corruption"] == m.corruption) & (df["metric"] == m.metric) & (df["severity"] == 0)]
+    return df[
+        (df["corruption"] == m.corruption) & (df["metric"] == m.metric) & (df["severity"] == m.severity)
+    ]
 
 
 def _num(x: float) -> str:
