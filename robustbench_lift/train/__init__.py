@@ -17,7 +17,9 @@ Choices:
   :func:`~.config.default_holdout`: a tenth, at most 5 000) that training never sees, so the best checkpoint is
   never selected on the evaluation images (``val_source="holdout"`` in the metadata). ``val_split="test"`` (the
   spec's test split, ``val_source="test"``) or ``val_dataset=...`` (``val_source="dataset"``) only when asked.
-  The checkpoint's ``train_config`` records ``seed``, ``val_source``, ``val_dataset`` and ``holdout``.
+  With ``limit_train`` and room to spare, the held-out images come from the training images the subset leaves
+  out, so the training subset is the same whatever validates it. The checkpoint's ``train_config`` records
+  ``seed``, ``val_source``, ``val_dataset`` and ``holdout``.
 * Randomness: every epoch draws its data order, crops and flips from a generator seeded by
   ``derive_seed(seed, "train", epoch)``; weights are initialised from ``derive_seed(seed, "init")`` and dropout from
   ``derive_seed(seed, "dropout", epoch)`` inside ``torch.random.fork_rng``, so the caller's global RNG state is left

@@ -255,13 +255,27 @@ def train(
         pool_kwargs=dict(pool_kwargs or {}),
     )
 
-    # index sets: a seeded split of the training data, then seeded subsets for --limit-*
-    if val_source == "holdout":
-        perm = torch.randperm(len(train_ds), generator=torch_generator(seed, "holdout"))
+    # index sets: seeded subsets for --limit-*, and the held-out split disjoint from the training images
+    n_all = len(train_ds)
+    if val_source == "holdout" and limit_train is not None and limit_train + holdout <= n_all:
+        # room outside the training subset: hold out from the images training does not use, so the training
+        # subset is the one any other validation choice gives
+        train_idx = _subset(n_all, limit_train, seed, "limit-train")
+        unused = torch.ones(n_all, dtype=torch.bool)
+        unused[train_idx] = False
+        rest = unused.nonzero().flatten()
+        val_idx = (
+            rest[torch.randperm(len(rest), generator=torch_generator(seed, "holdout"))[:holdout]]
+            .sort()
+            .values
+        )
+    elif val_source == "holdout":
+        perm = torch.randperm(n_all, generator=torch_generator(seed, "holdout"))
         val_idx, pool_idx = perm[:holdout].sort().values, perm[holdout:].sort().values
+        train_idx = pool_idx[_subset(len(pool_idx), limit_train, seed, "limit-train")]
     else:
-        val_idx, pool_idx = torch.arange(len(val_ds)), torch.arange(len(train_ds))
-    train_idx = pool_idx[_subset(len(pool_idx), limit_train, seed, "limit-train")]
+        val_idx = torch.arange(len(val_ds))
+        train_idx = _subset(n_all, limit_train, seed, "limit-train")
     val_idx = val_idx[_subset(len(val_idx), limit_val, seed, "limit-val")]
     if len(train_idx) < 2:
         raise ValueError(f"need at least 2 training images, got {len(train_idx)}")

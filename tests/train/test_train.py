@@ -201,6 +201,32 @@ def test_default_validation_is_a_seeded_holdout_of_the_training_set(tmp_path, da
     assert set(seen_val[0]) != held
 
 
+def test_holdout_with_limit_train_keeps_the_training_subset(tmp_path, data, monkeypatch):
+    """With room outside a --limit-train subset, the held-out images come from the unused ones: the training
+    images are those of any other validation choice, and never validation images."""
+    import robustbench_lift.train.loop as loop
+
+    seen: list[tuple[str, list[int]]] = []
+    real_epoch, real_eval = loop._train_epoch, loop._evaluate
+
+    def spy_epoch(model, opt, sched, ds, train_idx, *args):
+        seen.append(("train", train_idx.tolist()))
+        return real_epoch(model, opt, sched, ds, train_idx, *args)
+
+    def spy_eval(model, ds, indices, *args):
+        seen.append(("val", indices.tolist()))
+        return real_eval(model, ds, indices, *args)
+
+    monkeypatch.setattr(loop, "_train_epoch", spy_epoch)
+    monkeypatch.setattr(loop, "_evaluate", spy_eval)
+    _run(tmp_path, data, name="h", epochs=1, val_dataset=None, limit_train=100, seed=2)
+    (_, held_train), (_, held_val) = seen
+    seen.clear()
+    _run(tmp_path, data, name="d", epochs=1, limit_train=100, seed=2)
+    assert seen[0] == ("train", held_train) and len(held_train) == 100
+    assert len(held_val) == default_holdout(192) and set(held_val).isdisjoint(held_train)
+
+
 def test_val_split_test_opens_the_test_split(tmp_path, monkeypatch):
     import robustbench_lift.data as data_mod
 
