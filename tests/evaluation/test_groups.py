@@ -141,3 +141,8 @@ def test_evaluate_writes_the_seed_table(tmp_path):
     diff = seeds[(seeds["metric"] == "mce") & (seeds["group"] == lift_group) & (seeds["compared_to"] != "")]
     assert diff["compared_to"].tolist() == [max_group]
     assert diff["value"].iloc[0] == pytest.approx(want - mce.loc[max_group, "value"])
+    from robustbench_lift.report.answer import answer_lines
+
+    lines = answer_lines(run.seeds)
+    assert any(t.startswith("lift vs max: mCE ") and "2 seeds x 24 images" in t for t in lines)
+    assert any(t.startswith("avg vs max: mCE ") and "image sampling only" in t for t in lines)
