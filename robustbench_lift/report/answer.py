@@ -46,7 +46,8 @@ class AnswerMetric:
         scale: stored value -> shown value (fractions x100); flip: shown as 100 - stored x scale (accuracy
             from error; differences change sign).
         lower_is_better: the direction of "better".
-        severity: the rows' severity (0: aggregates; perturbation aggregates are per difficulty: 1).
+        severity: the rows' severity (0: aggregates; perturbation aggregates are per difficulty: 1; None: any,
+            e.g. the shift probes' shift size).
     """
 
     key: str
@@ -57,7 +58,7 @@ class AnswerMetric:
     scale: float = 1.0
     flip: bool = False
     lower_is_better: bool = True
-    severity: int = 0
+    severity: int | None = 0
 
 
 #: The headline metrics, in the answer's order (perturbation metrics appear when the seed table has them).
@@ -71,9 +72,9 @@ ANSWER_METRICS: tuple[AnswerMetric, ...] = (
     AnswerMetric("mfr", "mFR", "mFR (baseline = 100)", "all", "mfr", severity=1),
     AnswerMetric("mt5d_normalised", "mT5D", "mT5D (baseline = 100)", "all", "mt5d_normalised", severity=1),
     AnswerMetric("crop_consistency_pct", "crop consistency", "Crop-shift consistency (%)", "crop", "consistency",
-                 100.0, lower_is_better=False),
+                 100.0, lower_is_better=False, severity=None),
     AnswerMetric("circular_consistency_pct", "circular consistency", "Circular-shift consistency (%)", "circular",
-                 "consistency", 100.0, lower_is_better=False),
+                 "consistency", 100.0, lower_is_better=False, severity=None),
 )  # fmt: skip
 
 #: Columns of :func:`answer_table` (snake_case, as in CSV).
@@ -154,9 +155,10 @@ def _shown(m: AnswerMetric, value: float, *, difference: bool) -> float:
 
 
 def _rows_of(df: pd.DataFrame, m: AnswerMetric) -> pd.DataFrame:
-    return df[
-        (df["corruption"] == m.corruption) & (df["metric"] == m.metric) & (df["severity"] == m.severity)
-    ]
+    mask = (df["corruption"] == m.corruption) & (df["metric"] == m.metric)
+    if m.severity is not None:
+        mask &= df["severity"] == m.severity
+    return df[mask]
 
 
 def _num(x: float) -> str:
@@ -180,7 +182,7 @@ def _sentence(
     seeds = f"{k} seed{'s' if k != 1 else ''}"
     text = f"{pooling} vs {base}: {m.label} {_num(d)}{interval}, {direction}, {seeds} x {n} images"
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        verdict = "no interval, no claim"
+        return f"{text}; no interval, so no claim"
     elif sig:
         better = (d < 0) == m.lower_is_better
         verdict = f"significant: {pooling} is {'better' if better else 'worse'}"
