@@ -32,6 +32,8 @@ __all__ = [
     "display_titles",
     "group_summary",
     "read_seed_table",
+    "report_answer",
+    "ReportAnswer",
 ]
 
 
@@ -294,3 +296,48 @@ def display_titles(
         titles[f"{m.key}_ci_high"] = f"{m.title}, 95 % interval high"
         titles[f"{m.key}_per_seed"] = f"{m.title}, per seed"
     return {c: titles.get(c, c) for c in columns}
+
+
+@dataclass
+class ReportAnswer:
+    """What :func:`report_answer` found and wrote: the answer's sentences (per run folder with a seed table), the
+    tables, the files, and notes for runs without a seed table."""
+
+    lines: list[str]
+    answer: pd.DataFrame
+    groups: pd.DataFrame
+    files: list[Path]
+    notes: list[str]
+
+
+def report_answer(runs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> ReportAnswer:
+    """The report's answer for its run folders: ``answer.csv`` (:data:`ANSWER_COLUMNS`, plus ``run`` when there are
+    several) and ``summary_groups.csv`` (:func:`group_summary`: one row per seed group with ``n_seeds``) in
+    ``out_dir``, and the sentences to open the report with. Runs without ``seeds.csv`` get a note instead."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    answers, groups, lines, notes = [], [], [], []
+    for run in runs:
+        path = Path(run)
+        folder = path if path.is_dir() else path.parent
+        try:
+            seeds = read_seed_table(folder)
+        except ValueError as exc:
+            notes.append(f"no seed-aware answer for {folder.name}: {exc}")
+            continue
+        a, g = answer_table(seeds), group_summary(seeds)
+        prefix = f"{folder.name}: " if len(runs) > 1 else ""
+        lines += [prefix + line for line in answer_lines(seeds)]
+        if len(runs) > 1:
+            a.insert(0, "run", folder.name)
+            g.insert(0, "run", folder.name)
+        answers.append(a)
+        groups.append(g)
+    answer = pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(ANSWER_COLUMNS))
+    group_df = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame()
+    files = []
+    for name, df in (("answer.csv", answer), ("summary_groups.csv", group_df)):
+        target = out / name
+        df.to_csv(target, index=False, float_format="%.6g", lineterminator="\n")
+        files.append(target)
+    return ReportAnswer(lines=lines, answer=answer, groups=group_df, files=files, notes=notes)

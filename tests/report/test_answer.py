@@ -11,6 +11,7 @@ from robustbench_lift.report.answer import (
     display_titles,
     group_summary,
     read_seed_table,
+    report_answer,
 )
 
 N = 1500
@@ -58,7 +59,9 @@ def test_answer_sentences_and_table(tmp_path):
     assert tuple(table.columns) == ANSWER_COLUMNS
     lift = table[(table["pooling"] == "lift")].set_index("metric")
     own = seeds[(seeds["compared_to"] == "") & (seeds["metric"] == "mce")].set_index("pooling")["value"]
-    assert lift.loc["mce", "difference"] == pytest.approx(own["lift"] - own["max"]) and own["lift"] < own["max"]
+    assert (
+        lift.loc["mce", "difference"] == pytest.approx(own["lift"] - own["max"]) and own["lift"] < own["max"]
+    )
     assert lift.loc["mce", "significant"] and lift.loc["mce", "better"] and lift.loc["mce", "n_seeds"] == 3
     # accuracy is shown as accuracy: lift's is higher, and higher is better
     acc = lift.loc["clean_accuracy_pct"]
@@ -101,3 +104,17 @@ def test_missing_seed_table(tmp_path):
     with pytest.raises(ValueError, match="not a seed table"):
         read_seed_table(tmp_path)
     assert answer_table(pd.DataFrame(columns=list(SEED_TABLE_COLUMNS))).empty
+
+
+def test_report_answer_writes_its_tables(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame(_seed_rows(), columns=list(SEED_TABLE_COLUMNS)).to_csv(run / "seeds.csv", index=False)
+    bare = tmp_path / "old"
+    bare.mkdir()
+    got = report_answer([run, bare], tmp_path / "report")
+    assert [p.name for p in got.files] == ["answer.csv", "summary_groups.csv"]
+    assert got.lines and all(line.startswith("run: ") for line in got.lines)
+    assert len(got.notes) == 1 and "old" in got.notes[0]
+    groups = pd.read_csv(tmp_path / "report" / "summary_groups.csv")
+    assert set(groups["n_seeds"]) == {1, 3} and (groups["run"] == "run").all()
