@@ -93,8 +93,8 @@ class DemoProfile:
         epochs: training epochs per model.
         limit_train: train on a seeded subset of this many training images (None: all 60 000).
         limit: evaluate on a seeded subset of this many test images (every suite, every model).
-        limit_val: images of the test split validated after each epoch (progress only: the last checkpoint is
-            evaluated, not the best one).
+        limit_val: held-out training images validated after each epoch (training's default held-out split; progress
+            only: the last checkpoint is evaluated, not the best one).
         widths, convs_per_stage: the ConvNet's stages.
         batch_size, optimizer, lr, crop_padding: training (``robustbench_lift.train.train``).
         n_boot: bootstrap resamples for the CIs.

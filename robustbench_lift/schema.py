@@ -11,6 +11,9 @@ from typing import Any
 
 __all__ = [
     "RESULT_COLUMNS",
+    "CORE_RESULT_COLUMNS",
+    "SEED_COLUMNS",
+    "with_seed_columns",
     "result_row",
     "model_fields",
     "CLEAN",
@@ -32,7 +35,13 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "ci_high",
     "n",  # number of images (or sequences / pairs) behind the value
     "protocol",  # human-readable description of how the number was produced, shown in reports
+    "seed",  # the model's training seed as its checkpoint records it (empty when unknown)
+    "group",  # seed group: models with the same arch, pooling and training recipe (evaluation/groups.py)
 )
+#: The seed columns came later: a table without them is still a results table (see :func:`with_seed_columns`).
+SEED_COLUMNS: tuple[str, ...] = ("seed", "group")
+#: What every results table has.
+CORE_RESULT_COLUMNS: tuple[str, ...] = tuple(c for c in RESULT_COLUMNS if c not in SEED_COLUMNS)
 
 #: ``corruption`` value of the uncorrupted cell.
 CLEAN = "clean"
@@ -96,4 +105,29 @@ def result_row(
         "ci_high": float(ci[1]),
         "n": int(n),
         "protocol": protocol,
+        "seed": _seed_cell(info.get("seed")),
+        "group": str(info.get("group") or info.get("model", "")),
     }
+
+
+def _seed_cell(seed: Any) -> int | str:
+    if seed is None or seed == "" or isinstance(seed, bool):
+        return ""
+    try:
+        return int(seed)
+    except (TypeError, ValueError):
+        return ""
+
+
+def with_seed_columns(df: Any) -> Any:
+    """A results DataFrame with ``seed`` / ``group`` filled in for tables written before they existed (or rows
+    without them): no seed, and every model its own group. Returns a copy."""
+    df = df.copy()
+    if "seed" not in df.columns:
+        df["seed"] = ""
+    df["seed"] = [_seed_cell(v) if v == v else "" for v in df["seed"]]  # v != v: NaN
+    if "group" not in df.columns:
+        df["group"] = ""
+    group = df["group"].where(df["group"].notna(), "").astype(str)
+    df["group"] = group.where(group != "", df["model"].astype(str))
+    return df

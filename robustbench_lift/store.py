@@ -46,7 +46,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from .fileio import TMP_PREFIX, atomic_write_bytes
-from .schema import RESULT_COLUMNS
+from .schema import RESULT_COLUMNS, SEED_COLUMNS, with_seed_columns
 
 __all__ = [
     "RunStore",
@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 RESULTS = "results.csv"
+#: The seed-aware statistics per seed group (robustbench_lift.metrics.seeds.SEED_TABLE_COLUMNS).
+SEEDS = "seeds.csv"
 LOCK = "run.lock"
 CELLS = "cells"
 STORE_FORMAT = "robustbench-lift-run/1"
@@ -362,7 +364,7 @@ class RunStore:
         self._require_lock()
         if self.cells_dir.exists():
             shutil.rmtree(self.cells_dir)
-        for name in (MANIFEST, RESULTS):
+        for name in (MANIFEST, RESULTS, SEEDS):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         self._manifest = None
@@ -443,14 +445,27 @@ class RunStore:
         for c in missing:
             if c in ("ci_low", "ci_high", "n"):
                 df[c] = np.nan
-            else:
+            elif c not in SEED_COLUMNS:
                 raise ValueError(f"results rows lack the required column {c!r}")
+        df = with_seed_columns(df)
         df = df.loc[:, list(RESULT_COLUMNS)]
         data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
         atomic_write_bytes(self.results_path, data)
         # what was written, so report / check can tell a truncated or stale results.csv from this one
         if self.manifest.get("sessions"):
             self.update_session(results_rows=len(df), results_sha256=hashlib.sha256(data).hexdigest())
+        return df
+
+    @property
+    def seeds_path(self) -> Path:
+        return self.path / SEEDS
+
+    def write_seed_table(self, rows: list[Mapping[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+        """Write ``seeds.csv`` (the seed-aware statistics) atomically; returns the table written."""
+        self._require_lock()
+        df = pd.DataFrame(list(rows), columns=list(columns))
+        data = df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode("utf-8")
+        atomic_write_bytes(self.seeds_path, data)
         return df
 
     def read_results(self) -> pd.DataFrame:

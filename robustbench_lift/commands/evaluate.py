@@ -290,6 +290,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"baseline: {result.baseline}")
     print(_format_summary(result.summary()))
     print(f"results: {result.run_dir / 'results.csv'}")
+    if result.seeds is not None and not result.seeds.empty:
+        from robustbench_lift.report.answer import answer_lines
+
+        lines = answer_lines(result.seeds)
+        if lines:
+            print("answer (seed groups vs the baseline's group, 95 % two-level intervals):")
+            for line in lines:
+                print(f"  {line}")
+        print(f"seed groups: {result.run_dir / 'seeds.csv'}")
     bad = result.results[result.results["metric"] == "top1_error"]["value"].map(
         lambda v: not math.isfinite(v)
     )

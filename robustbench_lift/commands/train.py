@@ -7,7 +7,12 @@ Examples::
     robustbench-lift train --arch resnet50 --pool lift --model-opt stem=imagenet --dataset imagefolder:~/imagenet/train \\
         --val-dataset imagefolder:~/imagenet/val --image-size 224 --epochs 90 --out ckpt/r50-lift.safetensors
 
-Writes the last checkpoint to ``--out``, the best one next to it (``NAME.best.safetensors``) and a resume state
+    robustbench-lift train --arch convnet --pool lift --dataset fashion-mnist --epochs 10 --seeds 0,1,2 \
+        --out ckpt/lift.safetensors     # ckpt/lift-seed0.safetensors, lift-seed1..., lift-seed2...
+
+Validation (and so the best checkpoint) uses a seeded held-out split of the training set unless ``--val-split test``
+or ``--val-dataset`` asks otherwise; the checkpoint records which, and the seed. Writes the last checkpoint to
+``--out``, the best one next to it (``NAME.best.safetensors``) and a resume state
 (``NAME.safetensors.resume.pt``); interrupting and re-running the same command resumes after the last finished
 epoch. Progress goes to stderr, the summary to stdout.
 """
@@ -44,7 +49,7 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from robustbench_lift.layers.pools import list_pools
     from robustbench_lift.models import list_models
-    from robustbench_lift.train import OPTIMIZERS
+    from robustbench_lift.train import OPTIMIZERS, VAL_SPLITS
 
     p = subparsers.add_parser(
         "train",
@@ -62,9 +67,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="last checkpoint (.safetensors); best and resume state go next to it"
     )
-    p.add_argument("--val-dataset", default=None, help="validation spec (default: the dataset's test split)")
     p.add_argument(
-        "--holdout", type=non_negative_int, default=0, help="validate on N held-out training images instead"
+        "--val-split",
+        choices=VAL_SPLITS,
+        default="holdout",
+        help="validate (and pick the best checkpoint) on a seeded held-out split of the training set, or on the "
+        "dataset's test split (the evaluation images: only when you mean it)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=positive_int,
+        default=None,
+        help="size of the held-out split (default: a tenth of the training set, at most 5000)",
+    )
+    p.add_argument(
+        "--val-dataset", default=None, help="validate on this dataset spec (its test split) instead"
     )
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="SGD (momentum, Nesterov) or AdamW")
@@ -85,7 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="random horizontal flips (default: on, off for digit datasets)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="training seed (data order, augmentation, init)")
+    seeds.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=None,
+        metavar="S1,S2,...",
+        help="train one model per seed with the same recipe; --out NAME.safetensors becomes NAME-seed<S>.safetensors",
+    )
     p.add_argument(
         "--no-deterministic",
         dest="deterministic",
@@ -117,7 +142,34 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct ints, in the order given)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat: {text!r}")
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
+    from robustbench_lift.train import seed_out_path
+
+    if args.seeds is None:
+        return _train_one(args, args.seed, args.out)
+    for i, seed in enumerate(args.seeds):
+        out = seed_out_path(args.out, seed)
+        print(f"== seed {seed} ({i + 1} of {len(args.seeds)}): {out}")
+        status = _train_one(args, seed, out)
+        if status:
+            return status
+    return 0
+
+
+def _train_one(args: argparse.Namespace, seed: int, out: str) -> int:
     from robustbench_lift.train import train
 
     result = train(
@@ -125,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         args.pool,
         args.dataset,
         epochs=args.epochs,
-        out=args.out,
+        out=out,
         val_dataset=args.val_dataset,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -137,10 +189,11 @@ def run(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         crop_padding=args.crop_padding,
         flip=args.flip,
-        seed=args.seed,
+        seed=seed,
         deterministic=args.deterministic,
         limit_train=args.limit_train,
         limit_val=args.limit_val,
+        val_split=args.val_split,
         holdout=args.holdout,
         model_kwargs=parse_options(args.model_opt, "--model-opt"),
         pool_kwargs=parse_options(args.pool_opt, "--pool-opt"),

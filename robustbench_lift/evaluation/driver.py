@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from ..data import PregeneratedSet, open_dataset
+from ..metrics.seeds import SEED_TABLE_COLUMNS, seed_table
 from ..report.summary import suite_summary
 from ..store import RunStore, resolve_run_dir
 from .cells import CellSpec
@@ -48,6 +49,8 @@ class RunResult:
     cells_skipped: int
     baseline: str | None
     manifest: dict[str, Any]
+    #: seed-aware statistics per seed group (``seeds.csv``; :data:`~robustbench_lift.metrics.seeds.SEED_TABLE_COLUMNS`)
+    seeds: pd.DataFrame | None = None
 
     def summary(self) -> pd.DataFrame:
         """One line per (model, suite): see :func:`robustbench_lift.report.summary.suite_summary`."""
@@ -316,8 +319,11 @@ def evaluate(
             pregenerated=pregenerated,
         )
         ran = _run_pending(store, pending, context, executor, progress)
-        rows = _aggregate_run(store, order, chosen_baseline, int(seed), int(n_boot))
+        vectors: dict[Any, Any] = {}
+        rows = _aggregate_run(store, order, chosen_baseline, int(seed), int(n_boot), vectors)
         results = store.write_results(rows)
+        seed_rows = _seed_rows(store, vectors, chosen_baseline, int(seed))
+        seeds_table = store.write_seed_table(seed_rows, SEED_TABLE_COLUMNS)
         store.update_session(
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             cells_planned=len(cells),
@@ -335,6 +341,7 @@ def evaluate(
         cells_skipped=skipped,
         baseline=chosen_baseline,
         manifest=manifest,
+        seeds=seeds_table,
     )
 
 
@@ -392,8 +399,20 @@ def _run_pending(
     return ran
 
 
+def _seed_rows(store: RunStore, vectors: dict[Any, Any], baseline: str | None, seed: int) -> list[dict]:
+    """The seed table: each seed group's metrics over its seeds, and each group minus the baseline's group."""
+    models = store.manifest.get("config", {}).get("models", {})
+    base_group = str(models[baseline].get("group") or baseline) if baseline in models else None
+    return seed_table(vectors, models, baseline_group=base_group, seed=seed)
+
+
 def _aggregate_run(
-    store: RunStore, order: list[str], baseline: str | None, seed: int, n_boot: int
+    store: RunStore,
+    order: list[str],
+    baseline: str | None,
+    seed: int,
+    n_boot: int,
+    vectors: dict[Any, Any] | None = None,
 ) -> list[dict]:
     config = store.manifest.get("config", {})
     models = config.get("models", {})
@@ -408,6 +427,7 @@ def _aggregate_run(
         baseline=baseline,
         seed=seed,
         n_boot=n_boot,
+        vectors=vectors,
     )
     rows: list[dict[str, Any]] = []
     for name, desc in config.get("suites", {}).items():

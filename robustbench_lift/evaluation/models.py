@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data import Preprocess
 from ..store import validate_key_part
+from .groups import group_id, training_seed
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class ModelEntry:
     path: str | None = None
     format: str = "module"
     class_names: tuple[str, ...] | None = None
+    #: training seed recorded by the checkpoint (None: none recorded) and seed group (see :mod:`.groups`;
+    #: "" until :func:`load_models` names it: then the model's own name when it records no training).
+    seed: int | None = None
+    group: str = ""
 
     def preprocess(self, *, resize: bool = True, channels: int | None = None) -> Preprocess:
         return Preprocess(
@@ -56,6 +61,8 @@ class ModelEntry:
             "input_size": list(self.input_size) if self.input_size else None,
             "mean": list(self.mean) if self.mean else None,
             "std": list(self.std) if self.std else None,
+            "seed": self.seed,
+            "group": self.group or self.name,
         }
 
 
@@ -137,6 +144,10 @@ def _entry_from_checkpoint(ckpt: Any, name: str | None) -> ModelEntry:
         path=str(Path(path).resolve()) if path else None,
         format=str(getattr(meta, "format", "native")),
         class_names=tuple(meta.class_names) if getattr(meta, "class_names", None) else None,
+        seed=training_seed(meta.train_config),
+        group=group_id("", str(meta.arch), str(meta.pool or "unknown"), meta.train_config)
+        if meta.train_config
+        else "",
     )
 
 
@@ -217,6 +228,8 @@ def load_models(
             seen[base] += 1
             entry.name = f"{base}-{seen[base]}"
         seen.setdefault(entry.name, 1)
+    for entry in entries:
+        entry.group = entry.group or entry.name
     return entries
 
 

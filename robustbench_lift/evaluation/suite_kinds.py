@@ -122,6 +122,9 @@ class AggregateInput:
         baseline: the model the others are normalised by and compared with (None: no baseline).
         seed: seeds the bootstrap resamples.
         n_boot: number of bootstrap resamples (0: no CIs).
+        vectors: where an aggregator leaves its per-model bootstrap vectors of aggregate metrics,
+            ``{(model, suite, corruption, severity, metric): ((1 + B,) vector, protocol, n)}``, for the seed-aware
+            statistics (:mod:`robustbench_lift.metrics.seeds`); None: not collected.
     """
 
     cells: dict[str, dict[str, tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]]]
@@ -130,3 +133,4 @@ class AggregateInput:
     baseline: str | None
     seed: int
     n_boot: int
+    vectors: dict[tuple[str, str, str, int, str], tuple[np.ndarray, str, int]] | None = None

@@ -149,9 +149,9 @@ def _stat(stat_fn: Callable[..., Any], means: Sequence[np.ndarray], count: int) 
     return value
 
 
-def _interval(
-    stat_fn: Callable[..., Any], arrays: list[np.ndarray], n: int, n_boot: int, seed: int, alpha: float
-) -> BootstrapResult:
+def _vector(
+    stat_fn: Callable[..., Any], arrays: list[np.ndarray], n: int, n_boot: int, seed: int
+) -> np.ndarray:
     flat = np.concatenate([a.reshape(-1, n) for a in arrays])
     vec = Resampler(n, n_boot, seed).vectors(flat)  # (rows, 1 + B)
     means, row = [], 0
@@ -159,9 +159,25 @@ def _interval(
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
         means.append(vec[row : row + rows].reshape(*a.shape[:-1], 1 + n_boot))
         row += rows
-    vec = _stat(stat_fn, means, 1 + n_boot)
+    return _stat(stat_fn, means, 1 + n_boot)
+
+
+def _interval(
+    stat_fn: Callable[..., Any], arrays: list[np.ndarray], n: int, n_boot: int, seed: int, alpha: float
+) -> BootstrapResult:
+    vec = _vector(stat_fn, arrays, n, n_boot, seed)
     estimate, low, high = interval(vec, alpha)
     return BootstrapResult(estimate, low, high, n, int(n_boot), float(alpha), undefined_resamples(vec))
+
+
+def bootstrap_vector(
+    stat_fn: Callable[..., Any], *per_image_arrays: Any, n_boot: int, seed: int = 0
+) -> np.ndarray:
+    """The ``(1 + B,)`` vector behind :func:`bootstrap_ci` (same arguments, same resamples): the statistic on all
+    images, then under each resample; for the seed-aware statistics (:mod:`.seeds`), which need the vectors."""
+    _check_boot(n_boot, 0.05)
+    arrays, n = _per_image(per_image_arrays)
+    return _vector(stat_fn, arrays, n, n_boot, seed)
 
 
 def bootstrap_ci(

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import RESULT_COLUMNS
+from ..schema import CORE_RESULT_COLUMNS, RESULT_COLUMNS
 from ..store import MANIFEST as MANIFEST_FILE
 from ..store import RESULTS as RESULTS_FILE
 from ..store import run_problems, table_problems
@@ -188,7 +188,7 @@ def _is_run_table(path: Path) -> bool:
         header = list(pd.read_csv(path, nrows=0).columns)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return False
-    if all(c in header for c in RESULT_COLUMNS):
+    if all(c in header for c in CORE_RESULT_COLUMNS):
         return True
     return "model" in header and "metric" not in header and "value" not in header
 
@@ -285,7 +285,7 @@ def current_metrics(run: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
         header = pd.read_csv(p, nrows=0).columns
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CheckInputError(f"cannot read {os.fspath(p)!r}: {exc}") from exc
-    if all(c in header for c in RESULT_COLUMNS):
+    if all(c in header for c in CORE_RESULT_COLUMNS):
         summary, _ = build_summary(read_results_table(p))
     elif "model" in header:
         summary = pd.read_csv(p, keep_default_na=False, na_values=[""])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import CLEAN, RESULT_COLUMNS
+from ..schema import CLEAN, CORE_RESULT_COLUMNS, RESULT_COLUMNS, with_seed_columns
 from ..store import run_problems, table_problems
 from .rows import (
     AGGREGATE_SCOPES,
@@ -104,13 +104,13 @@ def read_results_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read results table {path}: {exc}") from exc
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    missing = [c for c in CORE_RESULT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(
             f"{path} is not a results table: it lacks the columns {missing} "
             f"(expected {', '.join(RESULT_COLUMNS)})"
         )
-    df = df.loc[:, list(RESULT_COLUMNS)].copy()
+    df = with_seed_columns(df).loc[:, list(RESULT_COLUMNS)].copy()
     for c in ("model", "pooling", "arch", "suite", "corruption", "metric", "protocol"):
         df[c] = df[c].fillna("").astype(str)
     df.loc[df["pooling"] == "", "pooling"] = "unknown"

@@ -286,3 +286,20 @@ def test_evaluate_imagenet_p_runs_the_published_order(tmp_path):
     df = res.results
     rows = df[(df["suite"] == "imagenet-p") & (df["metric"] == "flip_probability")]
     assert len(rows) and all("H.264" in p and "Resize(256)" in p for p in rows["protocol"])
+
+
+def test_aggregates_leave_their_bootstrap_vectors_for_the_seed_table():
+    rng = np.random.default_rng(0)
+    arrays = {m: {("translate", 1): _arrays(rng.integers(0, 3, size=(12, 5)))} for m in ("max", "lift")}
+    vectors = {}
+    rows = aggregate_perturbations(arrays, "max", n_boot=40, difficulties=[1], vectors=vectors)
+    by = {(r["model"], r["corruption"], r["metric"]): r for r in rows}
+    for metric in ("mfp", "mt5d", "mfr", "mt5d_normalised"):
+        vec, protocol, n = vectors[("lift", "cifar10-p", "all", 1, metric)]
+        row = by[("lift", "all", metric)]
+        assert vec.shape == (41,) and n == 12 and protocol == row["protocol"]
+        assert vec[0] == pytest.approx(row["value"])
+        # the same resamples as the row's CI
+        lo, hi = np.quantile(vec[1:][np.isfinite(vec[1:])], [0.025, 0.975])
+        assert (lo, hi) == pytest.approx((row["ci_low"], row["ci_high"]))
+    assert not any(k[2] != "all" for k in vectors)

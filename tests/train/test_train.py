@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +9,16 @@ from safetensors import safe_open
 
 from robustbench_lift.checkpoint import load_checkpoint
 from robustbench_lift.cli import main
-from robustbench_lift.train import augment, best_path_for, default_flip, resume_path_for, train, warmup_cosine
+from robustbench_lift.train import (
+    augment,
+    best_path_for,
+    default_flip,
+    default_holdout,
+    resume_path_for,
+    seed_out_path,
+    train,
+    warmup_cosine,
+)
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TINY = {"widths": [4, 8, 8]}
@@ -83,7 +93,9 @@ def test_train_learns_and_writes_checkpoints(tmp_path, data):
     assert tuple(meta.input_size) == (16, 16) and len(meta.mean) == len(meta.std) == 1
     assert list(meta.class_names) == ["horizontal", "vertical", "flat"] and meta.dataset == "patterns"
     tc = meta.train_config
-    assert tc["epochs"] == 2 and tc["seed"] == 3 and tc["optimizer"] == "adamw" and tc["val_source"] == "test"
+    assert (
+        tc["epochs"] == 2 and tc["seed"] == 3 and tc["optimizer"] == "adamw" and tc["val_source"] == "dataset"
+    )
     assert tc["final_val_acc"] == pytest.approx(result.final_val_acc) and tc["checkpoint"] == "last"
     assert len(tc["history"]) == 2
     x = torch.randn(4, 1, 16, 16)
@@ -152,6 +164,124 @@ def test_holdout_and_limits(tmp_path, data):
     assert tc["val_source"] == "holdout" and tc["val_images"] == 20 and tc["train_images"] == 64
 
 
+def test_default_validation_is_a_seeded_holdout_of_the_training_set(tmp_path, data, monkeypatch):
+    """Without val_dataset, validation never reads a test split and uses training images training never sees."""
+    import robustbench_lift.train.loop as loop
+
+    train_ds = data[0]
+    loaded: list[tuple[str, list[int]]] = []
+    real_load = loop._load
+
+    def spy(ds, indices):
+        loaded.append(("train" if ds is train_ds else "other", indices.tolist()))
+        return real_load(ds, indices)
+
+    monkeypatch.setattr(loop, "_load", spy)
+    seen_val: list[list[int]] = []
+    real_eval = loop._evaluate
+
+    def spy_eval(model, ds, indices, *args):
+        assert ds is train_ds
+        seen_val.append(indices.tolist())
+        return real_eval(model, ds, indices, *args)
+
+    monkeypatch.setattr(loop, "_evaluate", spy_eval)
+    result = _run(tmp_path, data, epochs=1, val_dataset=None, seed=4)
+    assert all(kind == "train" for kind, _ in loaded)
+    tc = load_checkpoint(result.last_path).meta.train_config
+    assert tc["val_source"] == "holdout" and tc["holdout"] == default_holdout(192) == 19 and tc["seed"] == 4
+    assert tc["val_dataset"] is None and tc["val_images"] == 19 and tc["train_images"] == 192 - 19
+    held = set(seen_val[0])
+    assert len(held) == 19
+    assert loaded[-1][1] == seen_val[0]  # the last load is validation, every one before it is training
+    assert held.isdisjoint({i for _, idx in loaded[:-1] for i in idx})
+    # the split is seeded: another seed holds out other images
+    seen_val.clear()
+    _run(tmp_path, data, name="other", epochs=1, val_dataset=None, seed=5)
+    assert set(seen_val[0]) != held
+
+
+def test_holdout_with_limit_train_keeps_the_training_subset(tmp_path, data, monkeypatch):
+    """With room outside a --limit-train subset, the held-out images come from the unused ones: the training
+    images are those of any other validation choice, and never validation images."""
+    import robustbench_lift.train.loop as loop
+
+    seen: list[tuple[str, list[int]]] = []
+    real_epoch, real_eval = loop._train_epoch, loop._evaluate
+
+    def spy_epoch(model, opt, sched, ds, train_idx, *args):
+        seen.append(("train", train_idx.tolist()))
+        return real_epoch(model, opt, sched, ds, train_idx, *args)
+
+    def spy_eval(model, ds, indices, *args):
+        seen.append(("val", indices.tolist()))
+        return real_eval(model, ds, indices, *args)
+
+    monkeypatch.setattr(loop, "_train_epoch", spy_epoch)
+    monkeypatch.setattr(loop, "_evaluate", spy_eval)
+    _run(tmp_path, data, name="h", epochs=1, val_dataset=None, limit_train=100, seed=2)
+    (_, held_train), (_, held_val) = seen
+    seen.clear()
+    _run(tmp_path, data, name="d", epochs=1, limit_train=100, seed=2)
+    assert seen[0] == ("train", held_train) and len(held_train) == 100
+    assert len(held_val) == default_holdout(192) and set(held_val).isdisjoint(held_train)
+
+
+def test_val_split_test_opens_the_test_split(tmp_path, monkeypatch):
+    import robustbench_lift.data as data_mod
+
+    splits = []
+
+    def fake_open(spec, split="train", **kw):
+        splits.append(split)
+        return PatternDataset(96 if split == "train" else 40, seed=len(splits))
+
+    monkeypatch.setattr(data_mod, "open_dataset", fake_open)
+    common = dict(epochs=1, batch_size=32, model_kwargs=TINY, progress=False, num_threads=1)
+    res = train("convnet", "max", "patterns", out=tmp_path / "h.safetensors", **common)
+    assert splits == ["train"] and res.config.val_source == "holdout"
+    res = train("convnet", "max", "patterns", out=tmp_path / "t.safetensors", val_split="test", **common)
+    assert splits == ["train", "train", "test"]
+    tc = load_checkpoint(res.last_path).meta.train_config
+    assert tc["val_source"] == "test" and tc["val_dataset"] == "patterns" and tc["val_images"] == 40
+
+
+def test_cli_trains_one_model_per_seed_and_resumes(tmp_path, monkeypatch, capsys):
+    import robustbench_lift.data as data_mod
+
+    monkeypatch.setattr(
+        data_mod, "open_dataset", lambda spec, split="train", **kw: PatternDataset(64, seed=1)
+    )
+    out = tmp_path / "lift.safetensors"
+    argv = [
+        "train", "--arch", "convnet", "--pool", "max", "--dataset", "patterns", "--epochs", "1",
+        "--out", str(out), "--seeds", "3,7", "--batch-size", "32", "--model-opt", "widths=[4,8,8]",
+        "--no-progress", "--threads", "1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert not out.exists()
+    metas = {s: load_checkpoint(tmp_path / f"lift-seed{s}.safetensors").meta.train_config for s in (3, 7)}
+    assert metas[3]["seed"] == 3 and metas[7]["seed"] == 7
+    assert all(m["val_source"] == "holdout" for m in metas.values())
+    same = {
+        k: v
+        for k, v in metas[3].items()
+        if k not in ("seed", "history", "final_val_acc", "best_val_acc", "best_epoch")
+    }
+    assert same == {k: v for k, v in metas[7].items() if k in same}  # the same recipe
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("nothing to do") == 2
+    with pytest.raises(SystemExit):
+        main([*argv[:11], "--seeds", "1,1", *argv[13:]])
+    assert "seeds repeat" in capsys.readouterr().err
+
+
+def test_seed_out_path():
+    assert seed_out_path("ck/lift.safetensors", 2) == Path("ck/lift-seed2.safetensors")
+    assert best_path_for(seed_out_path("lift.safetensors", 0)).name == "lift-seed0.best.safetensors"
+
+
 def test_flip_defaults(tmp_path):
     assert not default_flip("mnist") and not default_flip("mnist:/data") and not default_flip("SVHN")
     assert default_flip("fashion-mnist") and default_flip("cifar10:/data") and default_flip("imagefolder:x")
@@ -197,7 +327,12 @@ def test_warmup_cosine():
         ({"epochs": 0}, "epochs must be a positive int, got 0"),
         ({"lr": -1.0}, "lr must be a finite number >= 0"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
-        ({"val_dataset": None}, "pass val_dataset=... or holdout=N"),
+        ({"val_dataset": None, "val_split": "test"}, "val_split='test' needs a dataset spec"),
+        ({"val_split": "train"}, "unknown val_split 'train'; valid: holdout, test"),
+        (
+            {"holdout": 10},
+            "holdout=10 is the size of the held-out training split; it does not go with val_dataset",
+        ),
         ({"val_dataset": None, "holdout": 192}, "holdout=192 leaves no training images"),
         ({"val_dataset": PatternDataset(8, 0, size=12)}, "val_dataset images are 1x"),
     ],
@@ -232,7 +367,7 @@ def test_cli_train_and_resume(tmp_path, capsys):
     ]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "final val accuracy (test):" in text and str(out) in text
+    assert "final val accuracy (holdout):" in text and str(out) in text
     with safe_open(str(out), "pt") as fh:
         header = fh.metadata()
     meta = json.loads(next(iter(header.values())))

@@ -302,6 +302,8 @@ def aggregate_corruption_suite(
         row_protocol = protocol + dropped_note(v)
         out.append(result_row(info, name, corruption, severity, metric, value, (lo, hi), n, row_protocol))
         stats.setdefault(model, {})[(corruption, metric)] = (v, protocol)
+        if data.vectors is not None and severity == ALL_SEVERITIES and not metric.endswith("_diff"):
+            data.vectors[(model, name, corruption, severity, metric)] = (v, protocol, n)
 
     for model, mine in found.items():
         no_alexnet = _alexnet_reason(name, params, model, mine, data)

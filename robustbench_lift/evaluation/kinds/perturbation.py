@@ -31,7 +31,7 @@ from corruptions.perturbations import (
 )
 
 from ...data import as_pipeline, get_batch, select_indices
-from ...metrics.bootstrap import bootstrap_ci
+from ...metrics.bootstrap import bootstrap_ci, bootstrap_vector
 from ...metrics.perturbation import TOP5_CAP, _check_difficulty, flip_rates, top5_distances
 from ...schema import model_fields, result_row
 from ..cells import CellResult, CellSpec
@@ -387,6 +387,7 @@ def aggregate_perturbations(
     n_boot: int = 1000,
     seed: int = 0,
     source: str = "generated on the fly",
+    vectors: dict[Any, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Result rows of a perturbation suite for several models.
 
@@ -397,6 +398,7 @@ def aggregate_perturbations(
         baseline: the model FR / normalised T5D are relative to (= 100); None: no normalised rows.
         models_info: ``{model: {"pooling": ..., "arch": ...}}``.
         difficulties: difficulties to report (default: those present among the cells, and 1).
+        vectors: where to leave the bootstrap vectors of the suite aggregates (see ``AggregateInput.vectors``).
 
     Returns:
         per perturbation and difficulty: ``flip_probability``, ``top5_distance`` and, with a baseline, ``fr``,
@@ -526,6 +528,7 @@ def aggregate_perturbations(
                     f"mFP: unnormalised mean flip probability {scope}; {spec.name}, difficulty {d}, {source}",
                 )
             )
+            _keep_vector(vectors, rows[-1], _mean_over_perturbations, [fps], boot, seed)
             rows.append(
                 result_row(
                     info,
@@ -539,6 +542,7 @@ def aggregate_perturbations(
                     f"mT5D: unnormalised mean top-5 distance {scope}; {spec.name}, difficulty {d}, {source}",
                 )
             )
+            _keep_vector(vectors, rows[-1], _mean_over_perturbations, [tds], boot, seed)
             if baseline is None or not all(p in base and len(base[p][0]) == nn_ for p in tests):
                 continue
             bfp = np.stack([base[p][0] for p in tests])
@@ -581,7 +585,25 @@ def aggregate_perturbations(
                         f"ratios {scope}{note}; {spec.name}, difficulty {d}, {source}",
                     )
                 )
+                _keep_vector(vectors, rows[-1], _mean_ratio_stat, [a, bv], boot, seed)
     return rows
+
+
+def _keep_vector(
+    vectors: dict[Any, Any] | None,
+    row: Mapping[str, Any],
+    stat: Callable[..., Any],
+    arrays: Sequence[np.ndarray],
+    n_boot: int,
+    seed: int,
+) -> None:
+    """Leave a suite aggregate's bootstrap vector (the resamples of its CI) for the seed-aware statistics."""
+    if vectors is None or n_boot <= 0 or arrays[0].shape[-1] < 2:
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vec = bootstrap_vector(stat, *arrays, n_boot=n_boot, seed=seed)
+    key = (row["model"], row["suite"], row["corruption"], int(row["severity"]), row["metric"])
+    vectors[key] = (vec, row["protocol"], int(row["n"]))
 
 
 def _kind_accepts(value: Any) -> bool:
@@ -742,6 +764,7 @@ def _kind_aggregate(name: str, params: Any, data: Any) -> list[dict[str, Any]]:
         n_boot=data.n_boot,
         seed=data.seed,
         source=source,
+        vectors=data.vectors,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...data import ImageFolderDataset
-from ...metrics.bootstrap import mean_ci
+from ...metrics.bootstrap import Resampler, mean_ci
 from ...probes import PROBES, run_probe
 from ...schema import result_row
 from ..cells import CellResult, CellSpec
@@ -139,6 +139,12 @@ def _kind_aggregate(name: str, params: Any, data: Any) -> list[dict[str, Any]]:
             for i, r in enumerate(cell_info.get("rows", [])):
                 v = arrays.get(f"rowvalues__{i}", [])
                 ci = mean_ci(v, n_boot=data.n_boot, seed=data.seed)
+                values = np.asarray(v, dtype=np.float64)
+                if data.vectors is not None and values.size and np.isfinite(values).all():
+                    # the same resamples as mean_ci's (Resampler(n, n_boot, seed)): paired across models
+                    vec = Resampler(values.size, data.n_boot, data.seed).vectors(values[None])[0]
+                    key = (model, r["suite"], r["corruption"], int(r["severity"]), r["metric"])
+                    data.vectors[key] = (vec, r["protocol"], int(r["n"]))
                 rows.append(
                     result_row(
                         info,

@@ -1,44 +1,13 @@
-"""Training loop for the toolkit's models: resumable, seeded, with checkpoints in the toolkit's format.
-
-``train(arch, pool, dataset, epochs=..., out=...)`` trains ``build_model(arch, pool=pool)`` and writes
-
-* ``out`` - the last epoch's model (written after every epoch, so an interrupted run still leaves one);
-* ``<stem>.best<suffix>`` next to it - the epoch with the best validation accuracy;
-* ``<out>.resume.pt`` - model, optimizer, scheduler, epoch, history and RNG seeds after every finished epoch.
-
-Re-running the same call resumes after the last finished epoch; with deterministic mode the result equals an
-uninterrupted run. Asking for more epochs than a finished run had continues it (the cosine schedule is stretched
-to the new length from that point, so that result differs from a run planned that long from the start).
-
-Choices:
-
-* Validation: the dataset's test split by default (``val_source="test"`` in the metadata; the best checkpoint is
-  then selected on test data, so report the last one as the honest number), or ``holdout=N`` images held out of the
-  training split (``val_source="holdout"``).
-* Randomness: every epoch draws its data order, crops and flips from a generator seeded by
-  ``derive_seed(seed, "train", epoch)``; weights are initialised from ``derive_seed(seed, "init")`` and dropout from
-  ``derive_seed(seed, "dropout", epoch)`` inside ``torch.random.fork_rng``, so the caller's global RNG state is left
-  as it was and resuming needs no saved generator state (the seeds are stored for the record).
-* Deterministic mode: ``torch.use_deterministic_algorithms(True, warn_only=True)`` and cuDNN benchmarking off
-  during training, restored afterwards.
-* Augmentation: random crop with zero padding (``crop_padding``, default 4) and a horizontal flip whose default
-  depends on the dataset (off for digits, on otherwise). Normalisation mean/std are measured on (up to 10 000
-  of) the training images and recorded in the checkpoint.
-* Loss: cross-entropy (optional label smoothing) plus :func:`robustbench_lift.layers.aux.auxiliary_loss` of the model
-  (the pools' own regularisers, e.g. LiftDownPool's; zero without such layers). Weight decay applies to weights
-  with more than one dimension (not to biases and norm layers).
-"""
+"""The training loop: :func:`train` (see the package docstring for its choices)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,346 +16,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corruptions.rng import derive_seed, torch_generator
-from robustbench_lift.fileio import atomic_path
 from robustbench_lift.layers.aux import auxiliary_loss
 from robustbench_lift.layers.pools import list_pools
 from robustbench_lift.models import build_model, list_models
 
-__all__ = [
-    "NO_FLIP_DATASETS",
-    "OPTIMIZERS",
-    "TrainConfig",
-    "TrainResult",
-    "best_path_for",
-    "default_flip",
-    "resume_path_for",
-    "train",
-]
+from .batches import _as_float, _batches, _channel_stats, _load, _subset, augment
+from .config import (
+    _DEFAULT_LR,
+    _DEFAULT_WD,
+    OPTIMIZERS,
+    VAL_SPLITS,
+    TrainConfig,
+    TrainResult,
+    _check_dataset,
+    _non_negative,
+    _positive_int,
+    best_path_for,
+    default_flip,
+    default_holdout,
+    resume_path_for,
+)
+from .optim import _make_optimizer, _make_scheduler, _seeded, _training_mode
+from .state import _STATE_FORMAT, _load_state, _save_state
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adamw")
-#: Datasets whose classes change meaning under a horizontal flip (digits): flipping is off by default for them.
-NO_FLIP_DATASETS = ("mnist", "svhn")
-_DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
-_DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
-_STATE_FORMAT = 1
 _STATS_IMAGES = 10_000
-# Settings that change the result; a resume refuses a state saved with different ones.
-_RESULT_KEYS = (
-    "arch",
-    "pool",
-    "dataset",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "warmup_epochs",
-    "label_smoothing",
-    "crop_padding",
-    "flip",
-    "seed",
-    "deterministic",
-    "limit_train",
-    "limit_val",
-    "holdout",
-    "model_kwargs",
-    "pool_kwargs",
-)
-
-
-@dataclass
-class TrainConfig:
-    """Resolved training settings (what the checkpoint's ``train_config`` records)."""
-
-    arch: str
-    pool: str
-    dataset: str
-    epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.0
-    crop_padding: int = 4
-    flip: bool = True
-    seed: int = 0
-    deterministic: bool = True
-    limit_train: int | None = None
-    limit_val: int | None = None
-    holdout: int = 0
-    val_source: str = "test"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    pool_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def fingerprint(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: d[k] for k in _RESULT_KEYS}
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` did.
-
-    Attributes:
-        model: the trained model (last epoch, eval mode).
-        last_path, best_path: checkpoints written (toolkit format).
-        history: one dict per finished epoch (all epochs, including resumed ones).
-        best_val_acc, best_epoch, final_val_acc: validation accuracy (fractions), epochs counted from 1.
-        epochs_trained: epochs run by this call; ``start_epoch``: epochs already done when it started.
-        seconds: wall time of this call's training epochs.
-        config: the resolved :class:`TrainConfig`.
-    """
-
-    model: nn.Module
-    last_path: Path
-    best_path: Path
-    history: list[dict[str, Any]]
-    best_val_acc: float
-    best_epoch: int
-    final_val_acc: float
-    epochs_trained: int
-    start_epoch: int
-    seconds: float
-    config: TrainConfig
-
-
-def default_flip(dataset_name: str) -> bool:
-    """Whether random horizontal flips suit a dataset: off for digits (:data:`NO_FLIP_DATASETS`), on otherwise."""
-    name = str(dataset_name).lower().partition(":")[0]
-    return name not in NO_FLIP_DATASETS
-
-
-def best_path_for(out: str | os.PathLike) -> Path:
-    """``dir/name.safetensors`` -> ``dir/name.best.safetensors``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.best{out.suffix}")
-
-
-def resume_path_for(out: str | os.PathLike) -> Path:
-    """``dir/name.safetensors`` -> ``dir/name.safetensors.resume.pt``."""
-    out = Path(out)
-    return out.with_name(f"{out.name}.resume.pt")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# validation of arguments
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_dataset(ds: Any, what: str) -> None:
-    for attr in ("num_classes", "class_names", "channels", "image_size"):
-        if not hasattr(ds, attr):
-            raise TypeError(
-                f"{what} must be a dataset with num_classes, class_names, channels, image_size; no {attr!r}"
-            )
-    if not hasattr(ds, "__len__") or not hasattr(ds, "__getitem__"):
-        raise TypeError(f"{what} must be a map-style dataset (len and indexing), got {type(ds).__name__}")
-    if ds.image_size is None:
-        raise ValueError(
-            f"{what} {getattr(ds, 'name', '')!r} has images of varying size; open it with an image size "
-            "(e.g. --image-size 224 for imagefolder)"
-        )
-    if len(ds) == 0:
-        raise ValueError(f"{what} {getattr(ds, 'name', '')!r} is empty")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# data
-
-
-def _load(ds: Any, indices: Tensor) -> tuple[Tensor, Tensor]:
-    """uint8 images (B, C, H, W) and int64 labels (B,) of ``indices``."""
-    idx = indices.numpy()
-    if hasattr(ds, "get_batch"):
-        x, y = ds.get_batch(idx)
-        return x, torch.as_tensor(y, dtype=torch.int64)
-    items = [ds[int(i)] for i in idx]
-    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.tensor([int(y) for _, y in items])
-
-
-def _batches(n: int, batch_size: int, drop_tiny: bool) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        if drop_tiny and stop - start < 2:  # BN cannot train on a single sample
-            return
-        yield slice(start, stop)
-
-
-def _as_float(x: Tensor, channels: int) -> Tensor:
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
-    elif x.is_floating_point():
-        x = x.float()
-    else:
-        raise TypeError(f"images must be uint8 or floating point, got {x.dtype}")
-    if x.shape[1] != channels:
-        raise ValueError(f"expected {channels}-channel images, got shape {tuple(x.shape)}")
-    return x
-
-
-def augment(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
-    """Random crop of the zero-padded images back to their size, then random horizontal flips, per image.
-
-    Args:
-        x: float images (N, C, H, W).
-        padding: pixels of zero padding on each side (0 disables cropping).
-        flip: flip each image with probability 1/2.
-        generator: source of the per-image offsets and flips (CPU).
-    """
-    n, _, h, w = x.shape
-    if padding > 0:
-        padded = F.pad(x, (padding, padding, padding, padding))
-        oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        rows = (oy[:, None] + torch.arange(h)).to(x.device)
-        cols = (ox[:, None] + torch.arange(w)).to(x.device)
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
-    if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-def _channel_stats(
-    ds: Any, indices: Tensor, channels: int, batch_size: int
-) -> tuple[list[float], list[float]]:
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    count = 0
-    for sl in _batches(len(indices), batch_size, drop_tiny=False):
-        x = _as_float(_load(ds, indices[sl])[0], channels).double()
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-    mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt().clamp_min(1e-3)
-    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# optimisation
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
-        )
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    """LR factor: linear warm-up from ``1/warmup_steps`` to 1, then cosine decay to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    total = cfg.epochs * steps_per_epoch
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
-
-
-@contextlib.contextmanager
-def _training_mode(deterministic: bool, num_threads: int | None, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms and thread count for the duration of training, restored afterwards."""
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    prev_cudnn_det = torch.backends.cudnn.deterministic
-    prev_threads = torch.get_num_threads()
-    try:
-        if deterministic:
-            if device.type == "cuda":
-                # cuBLAS needs this to be deterministic; it must be set before the first cuBLAS call.
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark = prev_bench
-        torch.backends.cudnn.deterministic = prev_cudnn_det
-        torch.set_num_threads(prev_threads)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed the global RNG for module-internal randomness (init, dropout) without leaking it to the caller."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-# ----------------------------------------------------------------------------------------------------------
-# resume state
-
-
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_state(path: Path, cfg: TrainConfig) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise ValueError(
-            f"cannot read the resume state {path}: {exc}; delete it or pass restart=True (--restart)"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-        raise ValueError(
-            f"{path} is not a resume state of this version; delete it or pass restart=True (--restart)"
-        )
-    saved = state["config"]
-    now = cfg.fingerprint()
-    diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
-    if diff:
-        raise ValueError(
-            f"{path} was saved by a run with other settings ({'; '.join(diff)}); "
-            "use another --out, or pass restart=True (--restart) to start over"
-        )
-    return state
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the loop
 
 
 @torch.no_grad()
@@ -406,13 +61,6 @@ def _evaluate(
         correct += int((logits.argmax(1) == y).sum())
     n = len(indices)
     return correct / n, loss_sum / n
-
-
-def _subset(n: int, limit: int | None, seed: int, key: str) -> Tensor:
-    if limit is None or limit >= n:
-        return torch.arange(n)
-    perm = torch.randperm(n, generator=torch_generator(seed, key))
-    return perm[:limit].sort().values
 
 
 def train(
@@ -437,7 +85,8 @@ def train(
     deterministic: bool = True,
     limit_train: int | None = None,
     limit_val: int | None = None,
-    holdout: int = 0,
+    val_split: str = "holdout",
+    holdout: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     pool_kwargs: Mapping[str, Any] | None = None,
     eval_batch_size: int = 512,
@@ -458,8 +107,8 @@ def train(
             ``image_size`` (and ideally ``name``).
         epochs: total number of epochs (a resumed run continues up to it).
         out: path of the last checkpoint; the best one and the resume state go next to it.
-        val_dataset: validation data (spec or dataset); default: the spec's test split. With an opened
-            ``dataset`` give this or ``holdout``.
+        val_dataset: validate on this dataset (spec, whose test split is used, or an opened dataset) instead of
+            held-out training images (``val_source="dataset"``).
         batch_size, optimizer ("sgd" | "adamw"), lr, momentum, nesterov, weight_decay: optimisation (lr and
             weight_decay default to 0.05 / 5e-4 for SGD, 2e-3 / 0.05 for AdamW).
         warmup_epochs: linear warm-up length (fractions allowed), then cosine decay to zero.
@@ -468,7 +117,10 @@ def train(
             on unless the dataset is digits, see :data:`NO_FLIP_DATASETS`).
         seed, deterministic: randomness and deterministic algorithms (see the module docstring).
         limit_train, limit_val: train / validate on a seeded random subset of that many images.
-        holdout: validate on this many training images held out of training instead of the test split.
+        val_split: what validation (and so the best checkpoint) uses when ``val_dataset`` is not given:
+            ``"holdout"`` (default) a seeded split of the training set, never used for training, or ``"test"``
+            the spec's test split (the evaluation images: ask for it only knowingly).
+        holdout: size of the held-out split (default :func:`default_holdout` of the training set's size).
         model_kwargs, pool_kwargs: options for :func:`~robustbench_lift.models.build_model` and the pools.
         eval_batch_size: batch size of validation.
         num_threads: torch CPU threads during training (default: leave torch's setting).
@@ -496,8 +148,20 @@ def train(
     _positive_int("num_threads", num_threads, allow_none=True)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
-        raise ValueError(f"holdout must be an int >= 0, got {holdout!r}")
+    if val_split not in VAL_SPLITS:
+        raise ValueError(f"unknown val_split {val_split!r}; valid: {', '.join(VAL_SPLITS)}")
+    _positive_int("holdout", holdout, allow_none=True)
+    if val_dataset is not None:
+        val_source = "dataset"
+    elif val_split == "test":
+        val_source = "test"
+    else:
+        val_source = "holdout"
+    if holdout is not None and val_source != "holdout":
+        raise ValueError(
+            f"holdout={holdout} is the size of the held-out training split; it does not go with "
+            + ("val_dataset" if val_dataset is not None else "val_split='test'")
+        )
     if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
         raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -527,21 +191,24 @@ def train(
 
         spec = dataset
         train_ds = open_dataset(spec, split="train", download=download, image_size=image_size)
-        if val_dataset is None and holdout == 0:
+        if val_source == "test":
             val_dataset = open_dataset(spec, split="test", download=download, image_size=image_size)
     else:
         train_ds = dataset
         spec = str(getattr(dataset, "name", type(dataset).__name__))
-        if val_dataset is None and holdout == 0:
+        if val_source == "test":
             raise ValueError(
-                "with an opened dataset pass val_dataset=... or holdout=N (images held out for validation)"
+                "val_split='test' needs a dataset spec; with an opened dataset pass its test split as "
+                "val_dataset=..."
             )
+    val_name = val_dataset if isinstance(val_dataset, str) else getattr(val_dataset, "name", None)
     if isinstance(val_dataset, str):
         from robustbench_lift.data import open_dataset
 
         val_dataset = open_dataset(val_dataset, split="test", download=download, image_size=image_size)
     _check_dataset(train_ds, "dataset")
-    if holdout:
+    if val_source == "holdout":
+        holdout = default_holdout(len(train_ds)) if holdout is None else holdout
         if holdout >= len(train_ds):
             raise ValueError(f"holdout={holdout} leaves no training images (the dataset has {len(train_ds)})")
         val_ds = train_ds
@@ -581,19 +248,34 @@ def train(
         deterministic=bool(deterministic),
         limit_train=limit_train,
         limit_val=limit_val,
-        holdout=holdout,
-        val_source="holdout" if holdout else "test",
+        holdout=holdout or 0,
+        val_source=val_source,
+        val_dataset=None if val_source == "holdout" else str(val_name or spec),
         model_kwargs=dict(model_kwargs or {}),
         pool_kwargs=dict(pool_kwargs or {}),
     )
 
-    # index sets: a seeded split of the training data, then seeded subsets for --limit-*
-    if holdout:
-        perm = torch.randperm(len(train_ds), generator=torch_generator(seed, "holdout"))
+    # index sets: seeded subsets for --limit-*, and the held-out split disjoint from the training images
+    n_all = len(train_ds)
+    if val_source == "holdout" and limit_train is not None and limit_train + holdout <= n_all:
+        # room outside the training subset: hold out from the images training does not use, so the training
+        # subset is the one any other validation choice gives
+        train_idx = _subset(n_all, limit_train, seed, "limit-train")
+        unused = torch.ones(n_all, dtype=torch.bool)
+        unused[train_idx] = False
+        rest = unused.nonzero().flatten()
+        val_idx = (
+            rest[torch.randperm(len(rest), generator=torch_generator(seed, "holdout"))[:holdout]]
+            .sort()
+            .values
+        )
+    elif val_source == "holdout":
+        perm = torch.randperm(n_all, generator=torch_generator(seed, "holdout"))
         val_idx, pool_idx = perm[:holdout].sort().values, perm[holdout:].sort().values
+        train_idx = pool_idx[_subset(len(pool_idx), limit_train, seed, "limit-train")]
     else:
-        val_idx, pool_idx = torch.arange(len(val_ds)), torch.arange(len(train_ds))
-    train_idx = pool_idx[_subset(len(pool_idx), limit_train, seed, "limit-train")]
+        val_idx = torch.arange(len(val_ds))
+        train_idx = _subset(n_all, limit_train, seed, "limit-train")
     val_idx = val_idx[_subset(len(val_idx), limit_val, seed, "limit-val")]
     if len(train_idx) < 2:
         raise ValueError(f"need at least 2 training images, got {len(train_idx)}")
