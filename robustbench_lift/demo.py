@@ -92,7 +92,7 @@ class DemoProfile:
         name: profile name.
         epochs: training epochs per model.
         limit_train: train on a seeded subset of this many training images (None: all 60 000).
-        limit: evaluate on a seeded subset of this many test images (every suite, every model).
+        limit: evaluate the corruption suites on a seeded subset of this many test images (every model).
         limit_val: held-out training images validated after each epoch (training's default held-out split; progress
             only: the last checkpoint is evaluated, not the best one).
         widths, convs_per_stage: the ConvNet's stages.
@@ -100,6 +100,12 @@ class DemoProfile:
         n_boot: bootstrap resamples for the CIs.
         threads: torch CPU threads (None: the cores this process may use, or one on a busy machine).
         seed: seeds training (data order, augmentation, initialisation) and evaluation (subset, corruptions).
+        seeds: training seeds per pooling (``seed``, ``seed + 1``, ...): each pooling is a seed group of that many
+            models, and the report's intervals cover the seeds as well as the images (model names ``<pool>-s<k>``
+            when there are several).
+        limit_probes: evaluate the other suites (perturbations, shift and reconstruction probes, PGD) on this many
+            test images, in a run of their own (``run-probes``); None: the same images and run as the corruptions.
+        pgd_eps: L-inf radii of a PGD-10 curve (suite ``pgd-linf``) added to the other suites; empty: none.
     """
 
     name: str
@@ -116,19 +122,45 @@ class DemoProfile:
     n_boot: int = 1000
     threads: int | None = None
     seed: int = 0
+    seeds: int = 1
+    limit_probes: int | None = None
+    pgd_eps: tuple[str, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """The JSON-able fields that determine the results (``threads`` does not)."""
         d = asdict(self)
         d.pop("threads")
         d["widths"] = list(self.widths)
+        d["pgd_eps"] = list(self.pgd_eps)
+        for k, default in (("seeds", 1), ("limit_probes", None), ("pgd_eps", [])):
+            if d[k] == default:  # settings of one-seed, one-run profiles read as before
+                d.pop(k)
         return d
 
 
 PROFILES: dict[str, DemoProfile] = {
-    "default": DemoProfile(name="default", epochs=3, limit_train=20_000, limit=200, batch_size=64),
+    # 3 seeds per pooling; 1000 test images for the corruption suite, 100 for perturbations, probes and PGD
+    "default": DemoProfile(
+        name="default",
+        epochs=2,
+        limit_train=12_000,
+        limit=1000,
+        batch_size=128,
+        seeds=3,
+        limit_probes=100,
+        pgd_eps=("0", "0.02", "0.05", "0.1"),
+    ),
     "quick": DemoProfile(
-        name="quick", epochs=2, limit_train=5_000, limit=40, limit_val=1000, batch_size=64, n_boot=500
+        name="quick",
+        epochs=1,
+        limit_train=4_000,
+        limit=200,
+        limit_val=500,
+        batch_size=128,
+        n_boot=300,
+        seeds=2,
+        limit_probes=30,
+        pgd_eps=("0", "0.05"),
     ),
     # The CI gate: tiny, one thread (so the numbers do not depend on the runner's core count), fully seeded.
     "ci": DemoProfile(
@@ -156,7 +188,8 @@ class DemoResult:
             ``<key>_ci_low`` / ``<key>_ci_high`` where there is a CI, and ``train_val_acc``).
         timings: seconds per step (``train:<pool>``, ``evaluate``, ``report``, ``total``).
         trained_epochs: epochs trained by this call per pooling (0 when the checkpoint was reused).
-        cells_run, cells_reused: evaluation cells computed now / taken from the store.
+        cells_run, cells_reused: evaluation cells computed now / taken from the store (all runs).
+        extra_runs: run directories besides ``run_dir`` (``run-probes`` when the profile has ``limit_probes``).
         profile: the settings used.
     """
 
@@ -171,6 +204,10 @@ class DemoResult:
     cells_reused: int = 0
     profile: DemoProfile | None = None
     notes: list[str] = field(default_factory=list)
+    extra_runs: list[Path] = field(default_factory=list)  # the probes' run when it is separate
+    answer: list[str] = field(
+        default_factory=list
+    )  # the report's seed-aware answer, one sentence per comparison
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -295,7 +332,7 @@ def _read_settings(path: Path) -> dict[str, Any] | None:
 
 def _clear(out: Path) -> None:
     """Delete what earlier demo runs wrote into ``out`` (only the demo's own files and folders)."""
-    for sub in ("checkpoints", "run", "report"):
+    for sub in ("checkpoints", "run", "run-probes", "report"):
         if (out / sub).is_dir():
             shutil.rmtree(out / sub)
     with contextlib.suppress(FileNotFoundError):
@@ -319,7 +356,10 @@ def headline_table(results: pd.DataFrame, poolings: Sequence[str]) -> pd.DataFra
 
 def format_headline(table: pd.DataFrame) -> str:
     """The headline table as aligned text (values with 95 % CIs in brackets where there is one)."""
-    titles = [("pooling", "pooling")] + [(k, t) for k, t in HEADLINE_KEYS if k in table.columns]
+    first = "pooling"
+    if "model" in table.columns and any(str(m) != str(p) for m, p in zip(table["model"], table["pooling"])):
+        first = "model"  # several models per pooling (seeds): name them
+    titles = [(first, first)] + [(k, t) for k, t in HEADLINE_KEYS if k in table.columns]
     if "train_val_acc" in table.columns:
         titles.append(("train_val_acc", "val acc % (training)"))
     cells: list[list[str]] = []
@@ -327,7 +367,7 @@ def format_headline(table: pd.DataFrame) -> str:
         line = []
         for key, _ in titles:
             v = r[key]
-            if key == "pooling":
+            if key == first:
                 line.append(str(v))
                 continue
             if not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -458,76 +498,91 @@ def run_demo(
             prof.name, ARCH, dataset, "/".join(poolings), prof.epochs, prof.limit_train or "all", prof.limit, dev,
             n_threads,
         )  # fmt: skip
+        names: list[str] = []
         for pool in poolings:
-            t0 = time.perf_counter()
-            trained = train(
-                ARCH,
-                pool,
-                dataset,
-                epochs=prof.epochs,
-                out=ckpt_dir / f"{pool}.safetensors",
-                batch_size=prof.batch_size,
-                optimizer=prof.optimizer,
-                lr=prof.lr,
-                crop_padding=prof.crop_padding,
-                seed=prof.seed,
-                deterministic=True,
-                limit_train=prof.limit_train,
-                limit_val=prof.limit_val,
-                model_kwargs=model_kwargs,
-                num_threads=n_threads,
-                device=dev,
-                progress=progress,
-            )
-            result.timings[f"train:{pool}"] = time.perf_counter() - t0
-            result.checkpoints[pool] = trained.last_path
-            result.trained_epochs[pool] = trained.epochs_trained
-            val_acc[pool] = 100.0 * trained.final_val_acc
-            log.info(
-                "%s: %s (%d epoch(s) trained now), validation accuracy %.2f %%, %.1f s",
-                pool, "trained" if trained.epochs_trained else "reused", trained.epochs_trained, val_acc[pool],
-                result.timings[f"train:{pool}"],
-            )  # fmt: skip
+            for k in range(prof.seeds):
+                name = _model_name(pool, k, prof.seeds)
+                t0 = time.perf_counter()
+                trained = train(
+                    ARCH,
+                    pool,
+                    dataset,
+                    epochs=prof.epochs,
+                    out=ckpt_dir / f"{name}.safetensors",
+                    batch_size=prof.batch_size,
+                    optimizer=prof.optimizer,
+                    lr=prof.lr,
+                    crop_padding=prof.crop_padding,
+                    seed=prof.seed + k,
+                    deterministic=True,
+                    limit_train=prof.limit_train,
+                    limit_val=prof.limit_val,
+                    model_kwargs=model_kwargs,
+                    num_threads=n_threads,
+                    device=dev,
+                    progress=progress,
+                )
+                names.append(name)
+                result.timings[f"train:{name}"] = time.perf_counter() - t0
+                result.checkpoints[name] = trained.last_path
+                result.trained_epochs[name] = trained.epochs_trained
+                val_acc[name] = 100.0 * trained.final_val_acc
+                log.info(
+                    "%s: %s (%d epoch(s) trained now), validation accuracy %.2f %%, %.1f s",
+                    name, "trained" if trained.epochs_trained else "reused", trained.epochs_trained, val_acc[name],
+                    result.timings[f"train:{name}"],
+                )  # fmt: skip
 
         state["status"] = "evaluating"
         _write_json(settings_path, state)
         t0 = time.perf_counter()
-        try:
-            evaluated = evaluate(
-                [result.checkpoints[p] for p in poolings],
-                dataset,
-                suites,
-                out=run_dir,
-                limit=prof.limit,
-                batch_size=256,
-                device=dev,
-                seed=prof.seed,
-                names=poolings,
-                baseline=identity["baseline"],
-                n_boot=prof.n_boot,
-                progress=bool(progress) if progress is not None else _stderr_is_terminal(),
-                command=["robustbench-lift", "demo", "--profile", prof.name],
-            )
-        except ConfigMismatchError as exc:
-            raise ValueError(
-                f"{exc}\nThe demo's run in {run_dir} was made with other settings or another version of the "
-                "corruption suites; re-run the demo with --restart to start over"
-            ) from exc
+        runs = _demo_runs(run_dir, out_dir / "run-probes", suites, prof)
+        evaluated = None
+        results_all: list[pd.DataFrame] = []
+        for path, run_suites, limit in runs:
+            try:
+                done = evaluate(
+                    [result.checkpoints[n] for n in names],
+                    dataset,
+                    run_suites,
+                    out=path,
+                    limit=limit,
+                    batch_size=256,
+                    device=dev,
+                    seed=prof.seed,
+                    names=names,
+                    baseline=_model_name(identity["baseline"], 0, prof.seeds),
+                    n_boot=prof.n_boot,
+                    progress=bool(progress) if progress is not None else _stderr_is_terminal(),
+                    command=["robustbench-lift", "demo", "--profile", prof.name],
+                )
+            except ConfigMismatchError as exc:
+                raise ValueError(
+                    f"{exc}\nThe demo's run in {path} was made with other settings or another version of the "
+                    "suites; re-run the demo with --restart to start over"
+                ) from exc
+            result.cells_run += done.cells_run
+            result.cells_reused += done.cells_skipped
+            evaluated = done if evaluated is None else evaluated
+            results_all.append(done.results)
+            if path != run_dir:
+                result.extra_runs.append(path)
         result.timings["evaluate"] = time.perf_counter() - t0
-        result.cells_run, result.cells_reused = evaluated.cells_run, evaluated.cells_skipped
         log.info(
             "evaluation: %d cell(s) computed, %d reused, %.1f s",
-            evaluated.cells_run, evaluated.cells_skipped, result.timings["evaluate"],
+            result.cells_run, result.cells_reused, result.timings["evaluate"],
         )  # fmt: skip
 
-        headline = headline_table(evaluated.results, poolings)
+        headline = headline_table(pd.concat(results_all, ignore_index=True), names)
         if not headline.empty:
             headline["train_val_acc"] = headline["model"].map(val_acc)
         result.headline = headline
 
         if report:
             t0 = time.perf_counter()
-            result.report_dir, notes = _write_report(out_dir / "report", run_dir, prof, poolings)
+            result.report_dir, notes = _write_report(
+                out_dir / "report", [run_dir, *result.extra_runs], prof, poolings, result.answer
+            )
             result.notes += notes
             result.timings["report"] = time.perf_counter() - t0
 
@@ -559,15 +614,46 @@ def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+def _model_name(pool: str, k: int, seeds: int) -> str:
+    """``pool`` with one seed (the names of the one-seed profiles, e.g. the CI gate's), ``<pool>-s<k>`` with several."""
+    return pool if seeds == 1 else f"{pool}-s{k}"
+
+
+def _demo_runs(
+    run_dir: Path, probes_dir: Path, suites: Sequence[str], prof: DemoProfile
+) -> list[tuple[Path, list[Any], int]]:
+    """(run directory, suites, image limit) of each evaluation: one run, or corruption suites on ``limit`` images and
+    the rest (plus the PGD curve) on ``limit_probes`` images."""
+    from .attacks import adversarial_suite
+    from .evaluation import resolve_suite_kind
+
+    extra: list[Any] = [adversarial_suite("pgd-linf", list(prof.pgd_eps))] if prof.pgd_eps else []
+    if prof.limit_probes is None:
+        return [(run_dir, [*suites, *extra], prof.limit)]
+    corruption = [s for s in suites if resolve_suite_kind(s).name == "corruption"]
+    others = [s for s in suites if s not in corruption] + extra
+    runs = [(run_dir, corruption, prof.limit)] if corruption else []
+    if others:
+        runs.append((probes_dir, others, prof.limit_probes))
+    return runs
+
+
 def _write_report(
-    report_dir: Path, run_dir: Path, prof: DemoProfile, poolings: Sequence[str]
+    report_dir: Path,
+    run_dirs: Sequence[Path],
+    prof: DemoProfile,
+    poolings: Sequence[str],
+    answer_lines: list[str],
 ) -> tuple[Path, list[str]]:
     from .report import write_report
 
     report_dir.mkdir(parents=True, exist_ok=True)
     title = (
         f"robustbench-lift demo: {' vs '.join(poolings)} pooling on Fashion-MNIST "
-        f"({ARCH}, {prof.epochs} epoch(s), {prof.limit} test images)"
+        f"({ARCH}, {prof.seeds} seed(s) per pooling, {prof.epochs} epoch(s), {prof.limit} test images"
+        + (f", {prof.limit_probes} for perturbations and probes)" if prof.limit_probes is not None else ")")
     )
-    written = write_report([run_dir], report_dir, title=title)  # the gallery is drawn from the run's dataset
+    # the gallery is drawn from the run's dataset
+    written = write_report(list(run_dirs), report_dir, title=title)
+    answer_lines[:] = written.answer_lines
     return report_dir, list(written.notes)

@@ -486,7 +486,9 @@ def run_problems(path: str | os.PathLike[str]) -> list[str]:
     results = run / RESULTS
     if not manifest_path.exists():
         if not results.exists():
-            return [f"{run} holds neither {RESULTS} nor {MANIFEST}: it is not a run directory written by evaluate"]
+            return [
+                f"{run} holds neither {RESULTS} nor {MANIFEST}: it is not a run directory written by evaluate"
+            ]
         return table_problems(results)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -530,5 +532,7 @@ def table_problems(results: Path) -> list[str]:
     if not data:
         return [f"{results} is empty"]
     if not data.endswith(b"\n"):
-        return [f"{results} ends in the middle of a line: it was truncated (re-run the evaluate that wrote it)"]
+        return [
+            f"{results} ends in the middle of a line: it was truncated (re-run the evaluate that wrote it)"
+        ]
     return []

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"demo ({prof.name}): {len(result.checkpoints)} models, {prof.epochs} epoch(s) on "
         f"{prof.limit_train or 'all'} training images, evaluated on {prof.limit} test images"
+        + (f" ({prof.limit_probes} for perturbations and probes)" if prof.limit_probes is not None else "")
     )
     print(
         f"checkpoints: {result.out_dir / 'checkpoints'}"
@@ -128,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
         "mean corruption error unnormalised over the 15 benchmark corruptions x 5 severities; "
         "95 % bootstrap CIs over images in brackets"
     )
+    if result.answer:
+        print("\nthe answer (each pooling against the baseline pooling; intervals over seeds and images):")
+        for line in result.answer:
+            print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
     print()

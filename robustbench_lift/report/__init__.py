@@ -28,6 +28,7 @@ class ReportResult:
     models: list[str] = field(default_factory=list)
     baseline: str | None = None
     removed: list[Path] = field(default_factory=list)  # stale files of an earlier report, deleted
+    answer_lines: list[str] = field(default_factory=list)  # the seed-aware answer the report opens with
 
 
 def write_report(
@@ -57,6 +58,7 @@ def write_report(
     Raises:
         FileNotFoundError / ValueError: a run or the gallery image cannot be read.
     """
+    from .answer import report_answer
     from .baseline import one_baseline
     from .gallery import report_gallery
     from .html import render_html
@@ -88,6 +90,10 @@ def write_report(
         path = out / f"{name}.csv"
         df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
         report.files.append(path)
+    answer = report_answer(runs, out)
+    report.files += answer.files
+    report.notes += answer.notes
+    report.answer_lines = list(answer.lines)
     plots = render_plots(tables, out, formats)
     for p in plots:
         report.files += p.paths
@@ -104,10 +110,16 @@ def write_report(
         plots=plots,
         gallery_png=gallery_png,
         notes=report.notes,
+        answer=answer,
     )
     (out / "report.html").write_text(page, encoding="utf-8")
     md = render_markdown(
-        title=title, runs=loaded, summary=tables["summary"], summary_columns=columns, notes=report.notes
+        title=title,
+        runs=loaded,
+        summary=tables["summary"],
+        summary_columns=columns,
+        notes=report.notes,
+        answer=answer,
     )
     (out / "report.md").write_text(md, encoding="utf-8")
     report.files += [out / "report.html", out / "report.md"]
@@ -122,7 +134,7 @@ def _remove_stale(out: Path, written: Sequence[Path]) -> list[Path]:
 
     names = {f"{name}.{ext}" for name in PLOTS.names() for ext in ("png", "svg", "pdf")}
     names |= {f"{t}.csv" for t in ("summary", "per_corruption", "per_severity", "perturbations", "shifts")}
-    names |= {"reconstruction.csv", "adversarial.csv", "gallery.png"}
+    names |= {"reconstruction.csv", "adversarial.csv", "gallery.png", "answer.csv", "summary_groups.csv"}
     keep = {Path(f).name for f in written}
     removed = []
     for name in sorted(names - keep):

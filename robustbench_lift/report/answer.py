@@ -142,7 +142,7 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for c in ("group", "compared_to", "pooling", "arch", "suite", "corruption", "metric", "seeds", "per_seed",
               "interval", "protocol"):  # fmt: skip
-        df[c] = df[c].fillna("").astype(str)
+        df[c] = df[c].astype(object).where(df[c].notna(), "").astype(str)
     for c in ("value", "ci_low", "ci_high", "n_seeds", "n"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["significant"] = df["significant"].map(lambda v: str(v).strip().lower() == "true")

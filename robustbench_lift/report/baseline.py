@@ -207,6 +207,9 @@ def one_baseline(runs: Sequence[Run], results: pd.DataFrame, *, baseline: str | 
     run_of = {merged: run.name for run in runs for merged in run.model_names.values()}
     table = results.copy()
     for suite in dict.fromkeys(results.loc[normalised, "suite"]):
+        in_runs = set(results.loc[results["suite"] == suite, "run"]) if "run" in results.columns else set()
+        if len(in_runs) == 1 and bases.get(next(iter(in_runs))) == chosen:
+            continue  # one run holds the suite, normalised by the report's baseline already
         wanted = set(results.loc[results["suite"] == suite, "model"])
         reason = problem or _suite_problem(runs, suite, cells, wanted)
         if reason is None:

@@ -271,6 +271,7 @@ def render_html(
     plots: Sequence[PlotResult],
     gallery_png: bytes | None = None,
     notes: Sequence[str] = (),
+    answer: Any = None,
 ) -> str:
     """The whole report page as a string.
 
@@ -282,6 +283,7 @@ def render_html(
         plots: rendered figures, shown in order.
         gallery_png: optional corruption gallery image.
         notes: remarks shown under the title (skipped parts, renamed models, ...).
+        answer: the seed-aware answer (:func:`~robustbench_lift.report.answer.report_answer`), shown first.
     """
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     run_names = ", ".join(_e(r.name) for r in runs)
@@ -295,6 +297,15 @@ def render_html(
         "says otherwise; 95 % bootstrap CIs over images in brackets</p>",
     ]
     out += [f'<p class="note">{_e(n)}</p>' for n in notes]
+    if answer is not None and answer.lines:
+        from .answer import display_titles
+
+        out.append('<h2 id="answer">The answer: each pooling against the baseline pooling</h2>')
+        out.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in answer.lines) + "</ul>")
+        if not answer.groups.empty:
+            groups = answer.groups.rename(columns=display_titles(list(answer.groups.columns)))
+            out.append("<h3>Per seed group (mean over seeds, 95 % seed-and-image interval)</h3>")
+            out.append(_table(groups))
     out.append('<h2 id="summary">Summary</h2>')
     summary = tables.get("summary", pd.DataFrame())
     out.append(_table(summary, protocols=summary_columns))

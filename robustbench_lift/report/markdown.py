@@ -42,9 +42,15 @@ def render_markdown(
     summary: pd.DataFrame,
     summary_columns: Mapping[str, Mapping[str, Any]],
     notes: Sequence[str] = (),
+    answer: Any = None,
 ) -> str:
-    """Headline table (values with 95 % CIs), protocol notes and the runs' seeds and checkpoint hashes."""
+    """The seed-aware answer, the headline table (values with 95 % CIs), protocol notes and the runs' seeds and
+    checkpoint hashes."""
     lines = [f"### {md_escape(title)}", ""]
+    if answer is not None and answer.lines:
+        lines += ["**The answer** (each pooling against the baseline pooling):", ""]
+        lines += [f"- {md_escape(line)}" for line in answer.lines]
+        lines.append("")
     by_key = {info["key"]: col for col, info in summary_columns.items()}
     shown = [(key, head, by_key[key]) for key, head in HEADLINE_KEYS if key in by_key]
     # numbers split per suite / pair keep their suffix in the header

@@ -166,7 +166,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
 
 def merge_runs(runs: Sequence[Run]) -> pd.DataFrame:
-    """Concatenate the runs' tables; a model name used by more than one run becomes ``name@run``.
+    """Concatenate the runs' tables; a model name used by more than one run for different weights becomes
+    ``name@run`` (the same checkpoint in several runs keeps its name).
 
     Run names that repeat get a ``-2``, ``-3`` suffix first. Updates each run's ``model_names`` mapping.
     """
@@ -179,13 +180,22 @@ def merge_runs(runs: Sequence[Run]) -> pd.DataFrame:
         if count > 1:
             run.name = f"{run.name}-{count}"
             run.results["run"] = run.name
-    owners: dict[str, int] = {}
+    # a name in several runs is one model when every run records the same weights for it (the same checkpoints
+    # evaluated on other suites, as the demo's probe run); otherwise each run's model gets its own name
+    owners: dict[str, set[Any]] = {}
+    suites_of: dict[str, list[set[str]]] = {}
     for run in runs:
+        models = (run.manifest.get("config") or {}).get("models") or {}
         for m in run.model_names:
-            owners[m] = owners.get(m, 0) + 1
+            ident = (models.get(m) or {}).get("content_hash") or ("run", run.name)
+            owners.setdefault(m, set()).add(ident)
+            suites_of.setdefault(m, []).append(set(run.results.loc[run.results["model"] == m, "suite"]))
+    for m, sets in suites_of.items():
+        if sum(len(x) for x in sets) != len(set().union(*sets)):  # the same suite twice: keep them apart
+            owners[m].add(("overlap", m))
     frames = []
     for run in runs:
-        mapping = {m: (f"{m}@{run.name}" if owners[m] > 1 else m) for m in run.model_names}
+        mapping = {m: (f"{m}@{run.name}" if len(owners[m]) > 1 else m) for m in run.model_names}
         run.model_names = mapping
         df = run.results.copy()
         df["model"] = df["model"].map(mapping)
