@@ -10,7 +10,6 @@ see docs/corruptions.md).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -161,7 +160,7 @@ def corrupt(
     id_list = _check_ids(ids, n)
 
     if backend == "reference":
-        reference = importlib.import_module("corruptions.reference")
+        from . import reference  # imported on use: it loads the reference package lazily
         if not any(s == get_suite(r) for r in reference.REFERENCE_SUITES):
             raise ValueError(
                 "backend 'reference' (imagecorruptions) only implements the built-in suites "
