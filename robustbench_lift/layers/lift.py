@@ -166,7 +166,9 @@ def reflect_filter(t: Tensor, weight: Tensor, axis: int) -> Tensor:
     # Padding as long as the axis: torch's reflect mode is undefined there, pad_nd continues the mirror.
     channels, k = weight.shape
     if axis == -1:
-        return F.conv2d(pad_nd(t, (pad, pad, 0, 0), "reflect"), weight.view(channels, 1, 1, k), groups=channels)
+        return F.conv2d(
+            pad_nd(t, (pad, pad, 0, 0), "reflect"), weight.view(channels, 1, 1, k), groups=channels
+        )
     return F.conv2d(pad_nd(t, (0, 0, pad, pad), "reflect"), weight.view(channels, 1, k, 1), groups=channels)
 
 
