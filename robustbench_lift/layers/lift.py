@@ -29,6 +29,12 @@ Choices made here (documented in the paper only loosely):
   needs the LL band itself: the up pool takes LL (a decoder feature takes LL's place) plus the detail bands that the
   down pool hands out with ``return_details=True``; :meth:`LiftDetails.ll_from_pooled` recovers LL from the pooled
   output when LL is among the kept bands.
+
+Speed: profiled on CPU, most of a training step went to torch's depthwise-convolution backward (tens of ms at
+64x64x32x32) and to ``torch.tanh``. :func:`reflect_filter` keeps the forward convolution but computes its backward
+itself (the input gradient as a convolution with the flipped taps, folded back over the mirrored border; the tap
+gradients from one batched matmul), and :func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. Both give the same
+values to float rounding; ``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
 """
 
 from __future__ import annotations
@@ -100,8 +106,8 @@ def _check_fn(fn: object, name: str) -> None:
         raise TypeError(f"{name} must be callable as {name}(t, axis), got {type(fn).__name__}")
 
 
-# Speed (see docs/lift.md, "Speed"): on CPU, torch's depthwise convolution backward and its tanh are the slow parts of
-# a lifting layer. The two functions below compute the same values with a cheaper backward / kernel.
+# Speed (see "Speed" in the module docstring): on CPU, torch's depthwise convolution backward and its tanh are the slow
+# parts of a lifting layer. The two functions below compute the same values with a cheaper backward / kernel.
 
 
 class _ReflectFilter(torch.autograd.Function):
