@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats", type=int, default=None, help="timed repeats (default 20, 5 with --quick)"
     )
     parser.add_argument("--no-models", action="store_true", help="skip the model training-step table")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[m[0] for m in MODELS],
+        choices=[m[0] for m in MODELS],
+        help="models of the training-step table (default: all)",
+    )
     return parser
 
 
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for name in devices:
         device = torch.device(name)
-        for arch, batch, channels, size in MODELS:
+        for arch, batch, channels, size in (m for m in MODELS if m[0] in args.models):
             label = f"{arch}@{size} b{batch}"
             steps = {
                 pool: (bench_model_step(arch, pool, batch, channels, size, device, warmup, repeats),)
