@@ -29,6 +29,12 @@ Choices made here (documented in the paper only loosely):
   needs the LL band itself: the up pool takes LL (a decoder feature takes LL's place) plus the detail bands that the
   down pool hands out with ``return_details=True``; :meth:`LiftDetails.ll_from_pooled` recovers LL from the pooled
   output when LL is among the kept bands.
+
+Speed: profiled on CPU, most of a training step went to torch's depthwise-convolution backward (tens of ms at
+64x64x32x32) and to ``torch.tanh``. :func:`reflect_filter` keeps the forward convolution but computes its backward
+itself (the input gradient as a convolution with the flipped taps, folded back over the mirrored border; the tap
+gradients from one batched matmul), and :func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. Both give the same
+values to float rounding; ``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from robustbench_lift.layers.blur import pad_nd
 
@@ -99,6 +106,101 @@ def _check_fn(fn: object, name: str) -> None:
         raise TypeError(f"{name} must be callable as {name}(t, axis), got {type(fn).__name__}")
 
 
+# Speed (see "Speed" in the module docstring): on CPU, torch's depthwise convolution backward and its tanh are the slow
+# parts of a lifting layer. The two functions below compute the same values with a cheaper backward / kernel.
+
+
+class _ReflectFilter(torch.autograd.Function):
+    """Depthwise K-tap filter along one axis of the reflect-padded input, with a backward made of shifted sums."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, weight: Tensor, axis: int) -> Tensor:
+        channels, k = weight.shape
+        pad = k // 2
+        if axis == -1:
+            padded, kernel = F.pad(t, (pad, pad, 0, 0), mode="reflect"), weight.view(channels, 1, 1, k)
+        else:
+            padded, kernel = F.pad(t, (0, 0, pad, pad), mode="reflect"), weight.view(channels, 1, k, 1)
+        ctx.save_for_backward(padded, weight)
+        ctx.axis = axis
+        return F.conv2d(padded, kernel, groups=channels)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        padded, weight = ctx.saved_tensors
+        dim = grad.dim() + ctx.axis
+        channels, k = weight.shape
+        pad, length = k // 2, grad.shape[dim]
+        grad_t = grad_w = None
+        if ctx.needs_input_grad[0]:
+            # Tap j of output i reads padded sample i + j, so the padded input's gradient is the full correlation of
+            # the gradient with the flipped taps ...
+            kernel = weight.flip(-1)
+            if ctx.axis == -1:
+                wide, kernel = F.pad(grad, (k - 1, k - 1, 0, 0)), kernel.view(channels, 1, 1, k)
+            else:
+                wide, kernel = F.pad(grad, (0, 0, k - 1, k - 1)), kernel.view(channels, 1, k, 1)
+            grad_padded = F.conv2d(wide, kernel, groups=channels)
+            # ... then fold the mirrored border onto the samples it copies (padded pad - i is t[i], and
+            # padded pad + length - 1 + i is t[length - 1 - i]).
+            grad_t = grad_padded.narrow(dim, pad, length).contiguous()
+            for i in range(1, pad + 1):
+                grad_t.narrow(dim, i, 1).add_(grad_padded.narrow(dim, pad - i, 1))
+                grad_t.narrow(dim, length - 1 - i, 1).add_(grad_padded.narrow(dim, pad + length - 1 + i, 1))
+        if ctx.needs_input_grad[1]:
+            # grad_w[c, j] = sum of grad[i] * padded[i + j] over the channel's samples: per image plane, the
+            # products of all (i, i') pairs along the axis (one batched matmul), then the sums of the diagonals
+            # i' = i + j.
+            n, _, height, width = grad.shape
+            g = grad.reshape(n * channels, height, width)
+            p = padded.reshape(n * channels, *padded.shape[-2:])
+            pairs = torch.bmm(g.transpose(1, 2), p) if ctx.axis == -1 else torch.bmm(g, p.transpose(1, 2))
+            pairs = pairs.view(n, channels, *pairs.shape[-2:]).sum(0)
+            grad_w = torch.stack([pairs.diagonal(j, 1, 2).sum(-1) for j in range(k)], dim=1)
+        return grad_t, grad_w, None
+
+
+def reflect_filter(t: Tensor, weight: Tensor, axis: int) -> Tensor:
+    """Depthwise ``K``-tap filter of ``t`` along ``axis`` (-1 = W, -2 = H) after reflect padding by ``K // 2``.
+
+    The same values as ``conv2d(pad_nd(t, ..., "reflect"), weight, groups=C)``; ``weight`` is (C, K).
+    """
+    pad = weight.shape[-1] // 2
+    if t.shape[axis] > pad:
+        return _ReflectFilter.apply(t, weight, axis)
+    # Padding as long as the axis: torch's reflect mode is undefined there, pad_nd continues the mirror.
+    channels, k = weight.shape
+    if axis == -1:
+        return F.conv2d(
+            pad_nd(t, (pad, pad, 0, 0), "reflect"), weight.view(channels, 1, 1, k), groups=channels
+        )
+    return F.conv2d(pad_nd(t, (0, 0, pad, pad), "reflect"), weight.view(channels, 1, k, 1), groups=channels)
+
+
+class _Tanh(torch.autograd.Function):
+    """``tanh(x) = 2 * sigmoid(2x) - 1``: torch's CPU sigmoid kernel is several times faster than its tanh."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    """``torch.tanh(x)`` to float rounding, faster on CPU (the CUDA tanh is already fast)."""
+    if x.is_cuda:
+        return torch.tanh(x)
+    return _Tanh.apply(x)
+
+
 class LiftingFunction(nn.Module):
     """The P or U function of a lifting step: ``Tanh . Conv1x1 . ReLU . ConvK . ReflectPad(K//2)``.
 
@@ -136,18 +238,10 @@ class LiftingFunction(nn.Module):
         nn.init.zeros_(self.pointwise)
 
     def forward(self, t: Tensor, axis: int) -> Tensor:
-        k, c = self.kernel_size, self.channels
-        pad = k // 2
-        if axis == -1:
-            weight = self.depthwise.view(c, 1, 1, k)
-            t = pad_nd(t, (pad, pad, 0, 0), "reflect")
-        elif axis == -2:
-            weight = self.depthwise.view(c, 1, k, 1)
-            t = pad_nd(t, (0, 0, pad, pad), "reflect")
-        else:
+        if axis not in (-1, -2):
             raise ValueError(f"axis must be -1 (W) or -2 (H), got {axis!r}")
-        h = F.relu(F.conv2d(t, weight, groups=c))
-        return torch.tanh(h * self.pointwise.view(1, c, 1, 1))
+        h = F.relu(reflect_filter(t, self.depthwise.view(self.channels, self.kernel_size), axis))
+        return fast_tanh(h * self.pointwise.view(1, self.channels, 1, 1))
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}"

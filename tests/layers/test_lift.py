@@ -134,7 +134,7 @@ def test_gradcheck_float64():
 
 
 def _fns_from(params):
-    """P and U written out from SPEC with plain torch ops, from (depthwise, pointwise) weight pairs."""
+    """P and U written out from the formulation with plain torch ops, from (depthwise, pointwise) weight pairs."""
     wp, pp, wu, pu = params
 
     def make(depthwise, pointwise):

@@ -1,0 +1,415 @@
+"""Reference LiftPool: the implementation of ``robustbench_lift.layers.lift`` before its speed-up, kept verbatim.
+
+This is the pre-optimisation version (one lift at a time, reflect padding by ``F.pad``, plain autograd), kept as
+the reference that the numerics tests in ``tests/layers/test_lift_fast.py`` and the side-by-side timing in
+``benchmarks/pooling.py`` ("lift-old") compare the current layer with. Do not optimise it; it has the same
+parameters and state_dict keys as :class:`robustbench_lift.layers.lift.LiftDownPool2d`, so weights load into
+either. The formulation is in the docstring of :mod:`robustbench_lift.layers.lift`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustbench_lift.layers.blur import pad_nd
+
+__all__ = [
+    "BANDS",
+    "LiftDetails",
+    "LiftDownPool2d",
+    "LiftUpPool2d",
+    "LiftingFunction",
+    "lift_down_pool2d",
+    "lift_up_pool2d",
+    "lifting_loss",
+]
+
+BANDS: tuple[str, ...] = ("LL", "LH", "HL", "HH")
+
+#: ``f(t, axis) -> Tensor`` of ``t``'s shape, filtering along ``axis`` (-1 = W, -2 = H).
+LiftFn = Callable[[Tensor, int], Tensor]
+
+
+def _check_input(x: Tensor, channels: int | None = None, name: str = "x") -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be a 4D (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name}: expected {channels} channels, got shape {tuple(x.shape)}")
+
+
+def _parse_bands(bands: str | Iterable[str]) -> tuple[str, ...]:
+    if isinstance(bands, str):
+        items = list(BANDS) if bands.lower() == "all" else bands.replace(",", "+").split("+")
+    else:
+        try:
+            items = list(bands)
+        except TypeError:
+            raise TypeError(
+                f"bands must be 'all', a band name or a sequence of them, got {bands!r}"
+            ) from None
+    out: list[str] = []
+    for band in items:
+        key = band.strip().upper() if isinstance(band, str) else band
+        if key not in BANDS:
+            raise ValueError(f"unknown band {band!r} in bands={bands!r}; valid: all, {', '.join(BANDS)}")
+        if key in out:
+            raise ValueError(f"band {key!r} given twice in bands={bands!r}")
+        out.append(key)
+    if not out:
+        raise ValueError(f"bands must name at least one of {', '.join(BANDS)}, got {bands!r}")
+    return tuple(b for b in BANDS if b in out)
+
+
+def _check_fn(fn: object, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable as {name}(t, axis), got {type(fn).__name__}")
+
+
+class LiftingFunction(nn.Module):
+    """The P or U function of a lifting step: ``Tanh . Conv1x1 . ReLU . ConvK . ReflectPad(K//2)``.
+
+    Both convolutions are depthwise (groups = channels) and bias-free; the K-tap kernel runs along the lifted axis,
+    so one instance serves horizontal and vertical lifts.
+
+    Args:
+        channels: number of channels.
+        kernel_size: odd number of taps K.
+
+    Shape:
+        forward(t, axis): (N, C, H, W) -> (N, C, H, W), filtering along ``axis`` (-1 = W, -2 = H).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 5) -> None:
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, int)
+            or kernel_size < 1
+            or kernel_size % 2 == 0
+        ):
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.depthwise = nn.Parameter(torch.empty(channels, 1, kernel_size))
+        self.pointwise = nn.Parameter(torch.empty(channels, 1, 1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """K-tap kernel: the ``nn.Conv1d`` default init; 1x1 weights: zero (the function starts as 0)."""
+        nn.init.kaiming_uniform_(self.depthwise, a=math.sqrt(5))
+        nn.init.zeros_(self.pointwise)
+
+    def forward(self, t: Tensor, axis: int) -> Tensor:
+        k, c = self.kernel_size, self.channels
+        pad = k // 2
+        if axis == -1:
+            weight = self.depthwise.view(c, 1, 1, k)
+            t = pad_nd(t, (pad, pad, 0, 0), "reflect")
+        elif axis == -2:
+            weight = self.depthwise.view(c, 1, k, 1)
+            t = pad_nd(t, (0, 0, pad, pad), "reflect")
+        else:
+            raise ValueError(f"axis must be -1 (W) or -2 (H), got {axis!r}")
+        h = F.relu(F.conv2d(t, weight, groups=c))
+        return torch.tanh(h * self.pointwise.view(1, c, 1, 1))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}"
+
+
+@dataclass
+class LiftDetails:
+    """Everything a :class:`LiftUpPool2d` needs besides LL, and the auxiliary loss terms.
+
+    Attributes:
+        ll, lh, hl, hh: the four sub-bands, each (N, C, ceil(H/2), ceil(W/2)).
+        input_size: (H, W) of the input before the odd-size padding.
+        padding: (rows, cols) appended at the bottom / right to make H and W even (0 or 1 each).
+        bands: the bands summed into the pooled output.
+        loss_u, loss_p: normalised update / predict loss terms (before the lambdas), None unless requested.
+    """
+
+    ll: Tensor
+    lh: Tensor
+    hl: Tensor
+    hh: Tensor
+    input_size: tuple[int, int]
+    padding: tuple[int, int]
+    bands: tuple[str, ...] = BANDS
+    loss_u: Tensor | None = None
+    loss_p: Tensor | None = None
+
+    def as_dict(self) -> dict[str, Tensor]:
+        """The four sub-bands by name (``LL``, ``LH``, ``HL``, ``HH``)."""
+        return {"LL": self.ll, "LH": self.lh, "HL": self.hl, "HH": self.hh}
+
+    def ll_from_pooled(self, pooled: Tensor) -> Tensor:
+        """Recover LL from a pooled output (the sum of the kept bands) by subtracting the kept detail bands.
+
+        Raises:
+            ValueError: when LL is not among the kept bands (the sum then carries no LL to recover).
+        """
+        if "LL" not in self.bands:
+            raise ValueError(f"LL is not among the pooled bands {self.bands}; pass details.ll instead")
+        bands = self.as_dict()
+        return pooled - sum((bands[b] for b in self.bands if b != "LL"), torch.zeros_like(pooled))
+
+
+def _split(x: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    if axis == -1:
+        return x[..., 0::2], x[..., 1::2]
+    return x[..., 0::2, :], x[..., 1::2, :]
+
+
+def _lift(x: Tensor, predict: LiftFn, update: LiftFn, axis: int) -> tuple[Tensor, Tensor, Tensor]:
+    xe, xo = _split(x, axis)
+    d = xo - predict(xe, axis)
+    s = xe + update(d, axis)
+    return s, d, xo
+
+
+def _unlift(s: Tensor, d: Tensor, predict: LiftFn, update: LiftFn, axis: int) -> Tensor:
+    xe = s - update(d, axis)
+    xo = d + predict(xe, axis)
+    # Interleave even and odd samples along the axis.
+    if axis == -1:
+        return torch.stack((xe, xo), dim=-1).flatten(-2)
+    return torch.stack((xe, xo), dim=-2).flatten(-3, -2)
+
+
+def _lift_down(
+    x: Tensor, predict: LiftFn, update: LiftFn, bands: tuple[str, ...], all_bands: bool, aux_loss: bool
+) -> tuple[Tensor, LiftDetails]:
+    height, width = x.shape[-2:]
+    pad_h, pad_w = height % 2, width % 2
+    x = pad_nd(x, (0, pad_w, 0, pad_h), "reflect")
+    s, d, xo = _lift(x, predict, update, -1)
+    ll, lh, xo_s = _lift(s, predict, update, -2)
+    bands_d = {"LL": ll, "LH": lh}
+    losses_u, losses_p = [], []
+    if aux_loss:
+        losses_u += [(s - xo).square().mean(), (ll - xo_s).square().mean()]
+        losses_p += [d.square().mean(), lh.square().mean()]
+    if all_bands or aux_loss or "HL" in bands or "HH" in bands:
+        hl, hh, xo_d = _lift(d, predict, update, -2)
+        bands_d.update(HL=hl, HH=hh)
+        if aux_loss:
+            losses_u.append((hl - xo_d).square().mean())
+            losses_p.append(hh.square().mean())
+    y = bands_d[bands[0]]
+    for b in bands[1:]:
+        y = y + bands_d[b]
+    details = LiftDetails(
+        ll=ll,
+        lh=lh,
+        hl=bands_d.get("HL"),  # type: ignore[arg-type]  # only None when the caller asked for no details
+        hh=bands_d.get("HH"),  # type: ignore[arg-type]
+        input_size=(height, width),
+        padding=(pad_h, pad_w),
+        bands=bands,
+        loss_u=torch.stack(losses_u).mean() if aux_loss else None,
+        loss_p=torch.stack(losses_p).mean() if aux_loss else None,
+    )
+    return y, details
+
+
+def lift_down_pool2d(
+    x: Tensor,
+    predict: LiftFn,
+    update: LiftFn,
+    bands: str | Iterable[str] = BANDS,
+    return_details: bool = False,
+    *,
+    aux_loss: bool = False,
+) -> Tensor | tuple[Tensor, LiftDetails]:
+    """2D lifting down pool: lift along W, then along H; return the sum of the kept sub-bands.
+
+    Args:
+        x: input features.
+        predict: P, called as ``predict(t, axis)`` with ``axis`` -1 (along W) or -2 (along H); returns ``t``'s shape.
+        update: U, same contract.
+        bands: "all" or a subset of ``("LL", "LH", "HL", "HH")`` (a sequence, or one string like "LL+HH").
+        return_details: also return a :class:`LiftDetails` (all four bands, padding) for :func:`lift_up_pool2d`.
+        aux_loss: fill ``loss_u`` / ``loss_p`` of the details (see the module docstring).
+
+    Returns:
+        The pooled tensor, or ``(pooled, details)`` with ``return_details``.
+
+    Shape:
+        (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)); odd sizes are reflect-padded to even first.
+    """
+    _check_input(x)
+    _check_fn(predict, "predict")
+    _check_fn(update, "update")
+    kept = _parse_bands(bands)
+    y, details = _lift_down(x, predict, update, kept, all_bands=return_details, aux_loss=aux_loss)
+    return (y, details) if return_details else y
+
+
+def lift_up_pool2d(ll: Tensor, details: LiftDetails, predict: LiftFn, update: LiftFn) -> Tensor:
+    """Inverse of :func:`lift_down_pool2d`: vertical inverse lifts, then the horizontal one, then crop the padding.
+
+    Args:
+        ll: the LL band, or a feature taking its place (e.g. from a decoder).
+        details: from ``lift_down_pool2d(..., return_details=True)``; its LH, HL, HH bands are used.
+        predict, update: the P and U used by the down pool.
+
+    Returns:
+        The reconstruction; equals the down pool's input (up to float rounding) when ``ll`` is ``details.ll``.
+
+    Shape:
+        (N, C, h, w) -> (N, C, H, W) with (H, W) = ``details.input_size``, (h, w) = (ceil(H/2), ceil(W/2)).
+    """
+    _check_input(ll, name="ll")
+    if not isinstance(details, LiftDetails):
+        raise TypeError(
+            f"details must be LiftDetails (from return_details=True), got {type(details).__name__}"
+        )
+    if details.hl is None or details.hh is None:
+        raise ValueError("details lack the HL/HH bands; get them with return_details=True")
+    if ll.shape != details.lh.shape:
+        raise ValueError(
+            f"ll has shape {tuple(ll.shape)} but the detail bands have shape {tuple(details.lh.shape)}"
+        )
+    _check_fn(predict, "predict")
+    _check_fn(update, "update")
+    s = _unlift(ll, details.lh, predict, update, -2)
+    d = _unlift(details.hl, details.hh, predict, update, -2)
+    x = _unlift(s, d, predict, update, -1)
+    height, width = details.input_size
+    return x[..., :height, :width]
+
+
+class _AuxSlot:
+    """Holds the last auxiliary loss; copies and pickles of a module start empty (the loss carries a graph)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Tensor | None = None
+
+    def __deepcopy__(self, memo: dict) -> _AuxSlot:
+        return _AuxSlot()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return (_AuxSlot, ())
+
+
+class LiftDownPool2d(nn.Module):
+    """Learned 2x pooling by 2D lifting (LiftDownPool); see the module docstring for the formulation.
+
+    Args:
+        channels: number of input channels.
+        kernel_size: odd number of taps of P and U (the paper uses 5).
+        bands: "all" (default, the paper's) or a subset of LL, LH, HL, HH to sum into the output.
+        lambda_u, lambda_p: weights of the update and predict terms of the auxiliary loss.
+
+    Attributes:
+        aux_loss: ``lambda_u * loss_u + lambda_p * loss_p`` of the last forward in training mode (None in eval
+            mode or before any forward); add :func:`lifting_loss` of the model to the task loss.
+
+    Shape:
+        (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 5,
+        bands: str | Iterable[str] = "all",
+        lambda_u: float = 0.01,
+        lambda_p: float = 0.1,
+    ) -> None:
+        super().__init__()
+        for name, value in (("lambda_u", lambda_u), ("lambda_p", lambda_p)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        self.predict = LiftingFunction(channels, kernel_size)
+        self.update = LiftingFunction(channels, kernel_size)
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.bands = _parse_bands(bands)
+        self.lambda_u = float(lambda_u)
+        self.lambda_p = float(lambda_p)
+        self._aux = _AuxSlot()
+
+    @property
+    def aux_loss(self) -> Tensor | None:
+        return self._aux.value
+
+    def reset_parameters(self) -> None:
+        """Re-initialise P and U; the zero 1x1 weights make the layer polyphase subsampling again."""
+        self.predict.reset_parameters()
+        self.update.reset_parameters()
+
+    def forward(self, x: Tensor, return_details: bool = False) -> Tensor | tuple[Tensor, LiftDetails]:
+        """Pool ``x``; with ``return_details`` also return the :class:`LiftDetails` for a :class:`LiftUpPool2d`."""
+        _check_input(x, self.channels)
+        y, details = _lift_down(
+            x, self.predict, self.update, self.bands, all_bands=return_details, aux_loss=self.training
+        )
+        if self.training:
+            self._aux.value = self.lambda_u * details.loss_u + self.lambda_p * details.loss_p
+        else:
+            self._aux.value = None
+        return (y, details) if return_details else y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, kernel_size={self.kernel_size}, bands={'+'.join(self.bands)}, "
+            f"lambda_u={self.lambda_u}, lambda_p={self.lambda_p}"
+        )
+
+
+class LiftUpPool2d(nn.Module):
+    """Inverse lifting (LiftUpPool) with the P/U of a paired :class:`LiftDownPool2d`.
+
+    Owns no parameters: it uses the down layer's, which stays the only owner (so the state_dict holds them once).
+
+    Args:
+        down: the paired down pool.
+
+    Shape:
+        forward(ll, details): (N, C, h, w) -> (N, C, H, W), (H, W) = ``details.input_size``.
+    """
+
+    def __init__(self, down: LiftDownPool2d) -> None:
+        super().__init__()
+        if not isinstance(down, LiftDownPool2d):
+            raise TypeError(f"down must be a LiftDownPool2d, got {type(down).__name__}")
+        # Stored outside _modules so the shared P/U are not registered (and saved) twice.
+        self.__dict__["_down"] = down
+
+    @property
+    def down(self) -> LiftDownPool2d:
+        return self.__dict__["_down"]
+
+    def forward(self, ll: Tensor, details: LiftDetails) -> Tensor:
+        """Reconstruct from ``ll`` (LL or a feature in its place) and the down pool's ``details``."""
+        _check_input(ll, self.down.channels, name="ll")
+        return lift_up_pool2d(ll, details, self.down.predict, self.down.update)
+
+    def extra_repr(self) -> str:
+        return f"paired with LiftDownPool2d({self.down.channels}, kernel_size={self.down.kernel_size})"
+
+
+def lifting_loss(model: nn.Module) -> Tensor:
+    """Sum of the auxiliary losses of ``model``'s pooling layers (every :class:`LiftDownPool2d` among them).
+
+    The same as :func:`robustbench_lift.layers.aux.auxiliary_loss`, kept under the name the paper's loss goes by.
+    """
+    from .aux import auxiliary_loss
+
+    return auxiliary_loss(model)
