@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..fileio import atomic_path, atomic_write_bytes
 from .tables import HELD_OUT, corruption_order
 
 __all__ = [
@@ -581,9 +582,10 @@ def save_figure(
         for fmt in formats:
             path = out / f"{stem}.{fmt}"
             if fmt == "png":
-                path.write_bytes(png)
-            else:
-                fig.savefig(path, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+                atomic_write_bytes(path, png)
+            else:  # atomically: a full disk leaves no truncated SVG/PDF behind
+                with atomic_path(path) as tmp:
+                    fig.savefig(tmp, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
             paths.append(path)
     return png, paths
 
