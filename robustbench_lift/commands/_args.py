@@ -25,7 +25,9 @@ def parse_ints(text: str) -> list[int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected integers like 1,3,5 or 1-5, got {text!r}") from None
         if last < first:
-            raise argparse.ArgumentTypeError(f"empty range {item!r}: write the smaller number first (e.g. 1-5)")
+            raise argparse.ArgumentTypeError(
+                f"empty range {item!r}: write the smaller number first (e.g. 1-5)"
+            )
         out.extend(range(first, last + 1))
     return out
 
@@ -67,7 +69,9 @@ def device_name(text: str) -> str:
 
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"device {text!r} asked for but CUDA is not available here; use cpu")
+            raise argparse.ArgumentTypeError(
+                f"device {text!r} asked for but CUDA is not available here; use cpu"
+            )
         if index and int(index) >= torch.cuda.device_count():
             raise argparse.ArgumentTypeError(
                 f"device {text!r} asked for but this machine has {torch.cuda.device_count()} CUDA device(s)"

@@ -108,7 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)"
+    )
     p.add_argument(
         "--image-size", type=positive_int, default=None, help="resize + centre-crop imagefolder images"
     )

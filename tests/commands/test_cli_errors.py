@@ -76,6 +76,10 @@ def test_disk_full_while_saving_a_plot_leaves_no_file(tmp_path, monkeypatch):
 def test_python_dash_m_runs_the_cli():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-m", "robustbench_lift", "--version"], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "robustbench_lift", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert out.returncode == 0 and out.stdout.startswith("robustbench-lift ")
