@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[dev,ray,adversarial]"
+	$(PY) -m pip install -q -e ".[dev,ray,adversarial,timm]"
 	touch $(STAMP)
 
 data:

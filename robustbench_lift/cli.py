@@ -8,6 +8,7 @@ Each subcommand lives in its own module under ``robustbench_lift/commands/`` exp
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -53,6 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose >= 2:
             raise
         print(f"robustbench-lift {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Disk full, read-only folder, permission denied...: the environment, not a bug - exit 2 with the file named.
+        # Every file the toolkit writes goes through fileio's atomic writers, so nothing half-written is left.
+        if args.verbose >= 2:
+            raise
+        what = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"robustbench-lift {args.command}: error: {what}{where}; free space (or fix the folder) and re-run "
+            "the same command: finished work is kept",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is saved, re-run the same command to resume", file=sys.stderr)

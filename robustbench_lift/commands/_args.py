@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["UsageError", "parse_list", "parse_ints", "parse_floats", "positive_int", "non_negative_int"]
+__all__ = [
+    "UsageError",
+    "parse_list",
+    "parse_ints",
+    "parse_floats",
+    "positive_int",
+    "non_negative_int",
+    "device_name",
+]
 
 
 class UsageError(Exception):
@@ -25,9 +33,14 @@ def parse_ints(text: str) -> list[int]:
     for item in parse_list(text):
         lo, sep, hi = item.partition("-")
         try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(item)])
+            first, last = (int(lo), int(hi)) if sep else (int(item), int(item))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected integers like 1,3,5 or 1-5, got {text!r}") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"empty range {item!r}: write the smaller number first (e.g. 1-5)"
+            )
+        out.extend(range(first, last + 1))
     return out
 
 
@@ -55,3 +68,26 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer >= 0")
+
+
+def device_name(text: str) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked against what this machine has (no traceback later)."""
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; valid: cpu, cuda, cuda:N, mps")
+    if kind == "cpu":
+        return text
+    import torch  # only when a non-CPU device is asked for: keeps --help fast
+
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"device {text!r} asked for but CUDA is not available here; use cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"device {text!r} asked for but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"device {text!r} asked for but MPS is not available here; use cpu")
+    return text

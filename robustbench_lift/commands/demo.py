@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ._args import positive_int
+from ._args import device_name, positive_int
 
 __all__ = ["register", "run"]
 
@@ -63,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="train on a seeded subset of N images",
     )
     p.add_argument("--seed", type=int, default=None, help="seed of training and evaluation (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)"
+    )
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)"
     )

@@ -21,7 +21,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._args import UsageError, non_negative_int, parse_floats, parse_ints, parse_list, positive_int
+from ._args import (
+    UsageError,
+    device_name,
+    non_negative_int,
+    parse_floats,
+    parse_ints,
+    parse_list,
+    positive_int,
+)
 
 __all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
 
@@ -139,7 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     run_.add_argument("--new-run", action="store_true", help="discard what DIR holds instead of resuming")
     run_.add_argument("--batch-size", type=positive_int, default=128, metavar="B")
-    run_.add_argument("--device", default="cpu")
+    run_.add_argument(
+        "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
     run_.add_argument(
         "--workers", type=non_negative_int, default=0, metavar="W", help="data-loading processes"
     )

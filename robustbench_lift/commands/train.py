@@ -23,7 +23,7 @@ import argparse
 import json
 from typing import Any
 
-from ._args import UsageError, non_negative_int, positive_int
+from ._args import UsageError, device_name, non_negative_int, positive_int
 
 __all__ = ["register", "run", "parse_options"]
 
@@ -132,7 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)"
+    )
     p.add_argument(
         "--image-size", type=positive_int, default=None, help="resize + centre-crop imagefolder images"
     )

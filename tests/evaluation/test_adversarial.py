@@ -241,3 +241,65 @@ def test_report_summary_and_check_know_robust_accuracy(trained, tmp_path):
         tmp_path / "rep" / "robust_accuracy.png"
     ).exists()
     assert "Adversarial attacks" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def _cifar10_layout(root: Path, n: int = 6) -> Path:
+    """torchvision's CIFAR-10 python layout (random pixels), as users have it on disk."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "labels": [int(v) for v in rng.integers(0, 10, size=n)],
+            "filenames": [f"img_{i}.png".encode() for i in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    classes = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": classes}))
+    return root
+
+
+@pytest.mark.parametrize(
+    "suites",
+    ["pgd-linf,pgd-l2", pytest.param("autoattack-linf,autoattack-l2", marks=pytest.mark.autoattack)],
+)
+def test_the_four_suites_run_from_the_cli_on_a_cifar10_layout(tmp_path, suites):
+    if suites.startswith("autoattack"):
+        pytest.importorskip("torchattacks")
+    from robustbench_lift.checkpoint import save_checkpoint
+    from robustbench_lift.models import build_model
+
+    root = _cifar10_layout(tmp_path / "cifar")
+    torch.manual_seed(0)
+    model = build_model(
+        "convnet", pool="blur", num_classes=10, in_channels=3, widths=(4, 8), convs_per_stage=1
+    )
+    ckpt = save_checkpoint(
+        tmp_path / "c10.safetensors", model.eval(), input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3
+    )
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "evaluate", str(ckpt), "--dataset", f"cifar10:{root}", "--suite", suites,
+         "--eps", "0,8/255", "--attack-steps", "2", "--n-boot", "0", "--no-progress", "--out", str(tmp_path / "run")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    for suite in suites.split(","):
+        rows = df[(df["suite"] == suite) & (df["metric"] == "top1_error")]
+        assert set(rows["corruption"]) == {"clean", "eps=0", "eps=8/255"} and (rows["n"] == 6).all()

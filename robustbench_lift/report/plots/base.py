@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 
 from corruptions.registry import Registry
 
+from ...fileio import atomic_path, atomic_write_bytes
+
 __all__ = [
     "PLOTS",
     "PlotFunction",
@@ -268,9 +270,10 @@ def save_figure(
         for fmt in formats:
             path = out / f"{stem}.{fmt}"
             if fmt == "png":
-                path.write_bytes(png)
-            else:
-                fig.savefig(path, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+                atomic_write_bytes(path, png)
+            else:  # atomically: a full disk leaves no truncated SVG/PDF behind
+                with atomic_path(path) as tmp:
+                    fig.savefig(tmp, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
             paths.append(path)
     return png, paths
 
