@@ -274,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         amp=args.amp or False,
         channels_last=args.channels_last,
-        progress=not args.no_progress,
+        # a progress bar only for a person watching: off when stderr is a file or a CI log
+        progress=not args.no_progress and bool(getattr(sys.stderr, "isatty", lambda: False)()),
         executor=executor,
         names=args.name,
         baseline=args.baseline,

@@ -83,3 +83,29 @@ def test_python_dash_m_runs_the_cli():
         cwd=ROOT,
     )
     assert out.returncode == 0 and out.stdout.startswith("robustbench-lift ")
+
+
+def test_evaluate_has_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch):
+    import argparse
+
+    import robustbench_lift.commands.evaluate as cmd
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_evaluate(*a, **kw):
+        seen["progress"] = kw["progress"]
+        raise Stop
+
+    monkeypatch.setattr("robustbench_lift.evaluation.evaluate", fake_evaluate)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    cmd.register(sub)
+    args = parser.parse_args(["evaluate", "m.pt", "--out", "x"])
+    import pytest
+
+    with pytest.raises(Stop):
+        cmd.run(args)
+    assert seen["progress"] is False  # pytest captures stderr: not a TTY
