@@ -119,3 +119,14 @@ def test_fast_tanh_matches_tanh():
     _close(fast_tanh(x), torch.tanh(x), 1e-14, "float64 tanh")
     _close(fast_tanh(x.float()), torch.tanh(x.float()), 1e-6, "float32 tanh")
     assert torch.autograd.gradcheck(fast_tanh, (x[::500].detach().clone().requires_grad_(True),))
+
+
+@pytest.fixture(autouse=True, params=["custom-backward", "size-switch"])
+def _fast_path(request, monkeypatch):
+    """Run every test twice: with the custom backward forced on every plane size, and with the default size switch
+    (small planes use torch's own convolution backward)."""
+    import robustbench_lift.layers.lift as lift_module
+
+    if request.param == "custom-backward":
+        monkeypatch.setattr(lift_module, "FAST_MIN_PLANE", 0)
+    yield
