@@ -155,7 +155,8 @@ def group_difference(
             f"the groups' vectors come from different resamples ({a.shape[1] - 1} vs {b.shape[1] - 1}): "
             "a paired difference needs the same image resamples"
         )
-    diff = seed_resample(a, seed, key_a) - seed_resample(b, seed, key_b)
+    with np.errstate(invalid="ignore"):  # inf - inf (an undefined ratio in both groups) is NaN: dropped below
+        diff = seed_resample(a, seed, key_a) - seed_resample(b, seed, key_b)
     est, lo, hi = interval(diff, alpha)
     k = min(a.shape[0], b.shape[0])
     return SeedInterval(

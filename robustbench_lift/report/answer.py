@@ -79,6 +79,28 @@ ANSWER_METRICS: tuple[AnswerMetric, ...] = (
                  "consistency", 100.0, lower_is_better=False, severity=None),
 )  # fmt: skip
 
+
+def metrics_for(seeds: pd.DataFrame) -> tuple[AnswerMetric, ...]:
+    """:data:`ANSWER_METRICS` plus robust accuracy at every attack radius the seed table holds (``eps=...`` rows)."""
+    if seeds.empty or "corruption" not in seeds.columns:
+        return ANSWER_METRICS
+    labels = [str(c) for c in dict.fromkeys(seeds["corruption"]) if str(c).startswith("eps=")]
+    extra = tuple(
+        AnswerMetric(
+            f"robust_accuracy_pct[{label[4:]}]",
+            f"robust accuracy at {label}",
+            f"Robust accuracy at {label} (%)",
+            label,
+            "top1_error",
+            100.0,
+            True,
+            lower_is_better=False,
+        )
+        for label in labels
+    )
+    return ANSWER_METRICS + extra
+
+
 #: Columns of :func:`answer_table` (snake_case, as in CSV).
 ANSWER_COLUMNS: tuple[str, ...] = (
     "metric",
@@ -196,12 +218,13 @@ def _sentence(
     return text
 
 
-def answer_table(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] = ANSWER_METRICS) -> pd.DataFrame:
+def answer_table(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] | None = None) -> pd.DataFrame:
     """One row per (headline metric, suite, group compared with the baseline's group): :data:`ANSWER_COLUMNS`.
 
     Values are in the shown units (percent points for percentages; accuracy differences are accuracy, not error).
     """
     df = _clean(seeds) if not seeds.empty else seeds
+    metrics = metrics_for(df) if metrics is None else metrics
     own = df[df["compared_to"] == ""] if not df.empty else df
     labels = _labels(own)
     out: list[dict[str, Any]] = []
@@ -241,7 +264,7 @@ def answer_table(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] = ANSWER_M
     return pd.DataFrame(out, columns=list(ANSWER_COLUMNS))
 
 
-def answer_lines(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] = ANSWER_METRICS) -> list[str]:
+def answer_lines(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] | None = None) -> list[str]:
     """The answer's sentences, headline metric by metric (suite named when a run has several)."""
     table = answer_table(seeds, metrics)
     several = table["suite"].nunique() > 1 if not table.empty else False
@@ -262,12 +285,13 @@ def _labels(own: pd.DataFrame) -> dict[str, str]:
     return {g: p if counts[p] == 1 else f"{p} ({g})" for g, p in pairs.itertuples(index=False)}
 
 
-def group_summary(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] = ANSWER_METRICS) -> pd.DataFrame:
+def group_summary(seeds: pd.DataFrame, metrics: Sequence[AnswerMetric] | None = None) -> pd.DataFrame:
     """One row per (seed group, suite): group, pooling, arch, suite, ``n_seeds``, seeds, then per headline metric
     ``<key>`` (mean over seeds, shown units), ``<key>_ci_low`` / ``<key>_ci_high`` and ``<key>_per_seed``."""
     df = _clean(seeds) if not seeds.empty else seeds
     if df.empty:
         return pd.DataFrame(columns=["group", "pooling", "arch", "suite", "n_seeds", "seeds"])
+    metrics = metrics_for(df) if metrics is None else metrics
     own = df[df["compared_to"] == ""]
     lines: dict[tuple[str, str], dict[str, Any]] = {}
     for m in metrics:

@@ -118,3 +118,17 @@ def test_report_answer_writes_its_tables(tmp_path):
     assert len(got.notes) == 1 and "old" in got.notes[0]
     groups = pd.read_csv(tmp_path / "report" / "summary_groups.csv")
     assert set(groups["n_seeds"]) == {1, 3} and (groups["run"] == "run").all()
+
+
+def test_the_answer_covers_robust_accuracy_at_every_attack_radius():
+    import pandas as pd
+
+    from robustbench_lift.report.answer import ANSWER_METRICS, metrics_for
+
+    seeds = pd.DataFrame(
+        {"corruption": ["clean", "eps=0", "eps=8/255", "benchmark"], "metric": ["top1_error"] * 4}
+    )
+    extra = metrics_for(seeds)[len(ANSWER_METRICS) :]
+    assert [m.key for m in extra] == ["robust_accuracy_pct[0]", "robust_accuracy_pct[8/255]"]
+    assert all(m.flip and not m.lower_is_better and m.metric == "top1_error" for m in extra)
+    assert metrics_for(pd.DataFrame()) == ANSWER_METRICS

@@ -33,7 +33,7 @@ from ...attacks import (
 )
 from ...data.loader import iter_batches, select_indices
 from ...data.transforms import match_channels, resize_to, to_float
-from ...metrics.bootstrap import mean_ci, paired_bootstrap_diff
+from ...metrics.bootstrap import Resampler, mean_ci, paired_bootstrap_diff
 from ...schema import CLEAN, Protocol, result_row
 from ..cells import CellResult, CellSpec
 from ..models import prepare_model
@@ -242,6 +242,10 @@ def _aggregate(name: str, params: dict[str, Any], data: AggregateInput) -> list[
             rows.append(
                 result_row(info_m, name, label, 0, "top1_error", float(w.mean()), ci, len(w), protocol)
             )
+            if data.vectors is not None and data.n_boot > 0 and len(w):
+                # the same resamples as mean_ci's, paired across models: the seed-aware statistics use them
+                vec = Resampler(len(w), data.n_boot, data.seed).vectors(w[None])[0]
+                data.vectors[(model, name, label, 0, "top1_error")] = (vec, protocol, len(w))
             base = base_cells.get(token)
             if model == data.baseline or base is None or data.n_boot <= 0:
                 continue
