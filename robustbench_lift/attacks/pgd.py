@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["NORMS", "PGDResult", "pgd_attack", "default_step_size"]
+__all__ = ["NORMS", "PGDResult", "default_step_size", "loss_and_grad", "pgd_attack"]
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 
@@ -79,7 +79,8 @@ def _step(grad: Tensor, step_size: float, norm: str) -> Tensor:
     return step_size * grad / _per_sample_norm(grad).clamp_min(1e-12)
 
 
-def _loss_and_grad(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def loss_and_grad(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits at ``x`` and the gradient of the summed cross-entropy w.r.t. ``x`` (each image's own), detached."""
     x = x.detach().requires_grad_(True)
     logits = forward(x)
     loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -126,7 +127,7 @@ def pgd_attack(
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
     x = x.detach()
-    logits0, grad0 = _loss_and_grad(forward, x, y)
+    logits0, grad0 = loss_and_grad(forward, x, y)
     grad_norm = grad0.flatten(1).norm(dim=1)
     broken = logits0.argmax(1) != y
     adv = x.clone()
@@ -139,7 +140,7 @@ def pgd_attack(
         delta = _random_start(x, eps, norm, generators[r]) if random_start else torch.zeros_like(x)
         xa = (x + delta).clamp(0, 1)
         for _ in range(steps):
-            logits, grad = _loss_and_grad(forward, xa, y)
+            logits, grad = loss_and_grad(forward, xa, y)
             _record(logits, xa, y, adv, broken)  # the current iterate, before its step
             xa = x + _project(xa + _step(grad, alpha, norm) - x, eps, norm)
             xa = xa.clamp(0, 1).detach()

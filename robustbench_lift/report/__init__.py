@@ -131,10 +131,11 @@ def _remove_stale(out: Path, written: Sequence[Path]) -> list[Path]:
     """Delete what an earlier report left in ``out`` and this one did not write again (a figure or table whose
     rows are gone), so the folder never mixes two reports. Only files with the report's own names are touched."""
     from .plots import PLOTS
+    from .tables import REPORT_TABLES
 
     names = {f"{name}.{ext}" for name in PLOTS.names() for ext in ("png", "svg", "pdf")}
-    names |= {f"{t}.csv" for t in ("summary", "per_corruption", "per_severity", "perturbations", "shifts")}
-    names |= {"reconstruction.csv", "adversarial.csv", "gallery.png", "answer.csv", "summary_groups.csv"}
+    names |= {f"{t}.csv" for t in REPORT_TABLES}
+    names |= {"gallery.png", "answer.csv", "summary_groups.csv"}
     keep = {Path(f).name for f in written}
     removed = []
     for name in sorted(names - keep):

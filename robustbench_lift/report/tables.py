@@ -390,6 +390,18 @@ def build_adversarial(results: pd.DataFrame) -> pd.DataFrame:
     return _with_info(df, results)
 
 
+#: Every table :func:`build_tables` can write (file stems), in report order.
+REPORT_TABLES: tuple[str, ...] = (
+    "summary",
+    "per_corruption",
+    "per_severity",
+    "perturbations",
+    "shifts",
+    "reconstruction",
+    "adversarial",
+)
+
+
 def build_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed by file stem (``summary``, ``per_corruption``, ...); ``adversarial`` only
     when the run holds attack rows."""

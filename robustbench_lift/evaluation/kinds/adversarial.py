@@ -14,6 +14,7 @@ CI over images), and ``top1_error_diff`` against the run's baseline model (paire
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from ...attacks import (
     pgd_attack,
     suite_from_params,
 )
+from ...attacks.pgd import loss_and_grad
 from ...data.loader import iter_batches, select_indices
 from ...data.transforms import match_channels, resize_to, to_float
 from ...metrics.bootstrap import Resampler, mean_ci, paired_bootstrap_diff
@@ -73,7 +75,7 @@ def _plan(name: str, suite: AdversarialSuite, opts: PlanOptions) -> list[CellSpe
     ]
 
 
-def _pipeline(entry: Any, model: torch.nn.Module, device: torch.device, data_size: tuple[int, int]):
+def _pipeline(entry: Any, model: torch.nn.Module, device: torch.device):
     pre = entry.preprocess(channels=None)
     size = tuple(pre.input_size) if pre.input_size is not None else None
     normalize = pre.normalizer(device)
@@ -89,8 +91,6 @@ def _pipeline(entry: Any, model: torch.nn.Module, device: torch.device, data_siz
 
 
 def _run(spec: CellSpec, ctx: Any, progress: Callable[[int], None] | None) -> CellResult:
-    import time
-
     entry = ctx.models[spec.model]
     data = ctx.dataset_for(entry)
     suite: AdversarialSuite = ctx.suites[spec.suite]
@@ -117,7 +117,7 @@ def _run(spec: CellSpec, ctx: Any, progress: Callable[[int], None] | None) -> Ce
     channels = None
     for idx, images, labels in iter_batches(data, indices, batch, workers=ctx.workers):
         if forward is None:
-            pre, forward = _pipeline(entry, model, device, tuple(images.shape[-2:]))
+            pre, forward = _pipeline(entry, model, device)
             channels = pre.channels
         x = match_channels(to_float(images.to(device)), channels)
         y = labels.to(device=device, dtype=torch.long)
@@ -141,9 +141,8 @@ def _run(spec: CellSpec, ctx: Any, progress: Callable[[int], None] | None) -> Ce
             adv, broken, gnorm = res.adv, res.broken, res.grad_norm
         else:
             from ...attacks.autoattack import run_autoattack
-            from ...attacks.pgd import _loss_and_grad
 
-            logits0, grad0 = _loss_and_grad(forward, x, y)
+            logits0, grad0 = loss_and_grad(forward, x, y)
             gnorm = grad0.flatten(1).norm(dim=1)
             adv = run_autoattack(
                 forward,
