@@ -5,12 +5,52 @@ Lives in ``corruptions`` because that package must not import ``robustbench_lift
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "close_match", "suggest", "unknown_name"]
+
+
+def _fold(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def close_match(name: object, valid: Iterable[str]) -> str | None:
+    """The valid name closest to ``name`` (same name up to case, hyphens and spaces first, then ``difflib``), or
+    None when nothing is close. Only a suggestion: callers still refuse ``name``."""
+    if not isinstance(name, str):
+        return None
+    folded: dict[str, str] = {}
+    for v in valid:
+        folded.setdefault(_fold(v), v)
+    key = _fold(name)
+    if key in folded:
+        return folded[key]
+    hits = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    return folded[hits[0]] if hits else None
+
+
+def suggest(names: Iterable[object], valid: Iterable[str]) -> str:
+    """``"; did you mean 'b'?"`` for the close valid names of ``names`` (``"'b' for 'B', 'c' for 'C'"`` when several
+    are given), or ``""`` when none is close."""
+    names, valid = list(names), list(valid)
+    pairs = [(n, m) for n in names if (m := close_match(n, valid)) is not None]
+    if not pairs:
+        return ""
+    if len(names) == 1:
+        return f"; did you mean {pairs[0][1]!r}?"
+    return "; did you mean " + ", ".join(f"{m!r} for {n!r}" for n, m in pairs) + "?"
+
+
+def unknown_name(what: str, name: object, valid: Iterable[str]) -> str:
+    """``"unknown <what> 'x'; valid: a, b, c; did you mean 'b'?"`` (the suggestion only when a name is close)."""
+    valid = list(valid)
+    return (
+        f"unknown {what} {name!r}; valid: {', '.join(valid) or '(none registered)'}{suggest([name], valid)}"
+    )
 
 
 class Registry(Generic[T]):
@@ -65,8 +105,7 @@ class Registry(Generic[T]):
         return [n for n in self._items if all(self._meta[n].get(k) == v for k, v in filters.items())]
 
     def unknown_message(self, name: object) -> str:
-        valid = ", ".join(self._items) or "(none registered)"
-        return f"unknown {self.kind} {name!r}; valid: {valid}"
+        return unknown_name(self.kind, name, self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -48,6 +48,7 @@ from . import digital as _digital
 from . import noise as _noise
 from . import weather as _weather
 from .base import CORRUPTIONS, normalise_params
+from .registry import unknown_name
 
 __all__ = [
     "BENCHMARK",
@@ -184,7 +185,7 @@ def _normalise_params(name: str, corruption: str, values: object) -> tuple[Any, 
     """Validate one corruption's five parameters against its registry entry and return them as a tuple."""
     if corruption not in CORRUPTIONS:
         valid = list(ALL_CORRUPTIONS) + sorted(n for n in CORRUPTIONS if n not in ALL_CORRUPTIONS)
-        raise ValueError(f"suite {name!r}: unknown corruption {corruption!r}; valid: {', '.join(valid)}")
+        raise ValueError(f"suite {name!r}: " + unknown_name("corruption", corruption, valid))
     return normalise_params(values, CORRUPTIONS.meta(corruption)["arity"], f"suite {name!r}: {corruption}")
 
 
@@ -278,7 +279,7 @@ def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown suite {name!r}; valid: {', '.join(SUITES)}") from None
+        raise ValueError(unknown_name("suite", name, SUITES)) from None
 
 
 _KEYS = {

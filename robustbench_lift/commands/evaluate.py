@@ -249,13 +249,13 @@ def _adversarial_suites(suites: list[Any], args: argparse.Namespace) -> list[Any
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate
+    from ..evaluation import check_probes, evaluate
 
     if args.name is not None and len(args.name) != len(args.checkpoints):
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
     executor = _executor(args)
     # probes are suites of their own kind; with --probe alone only the probes run
-    suites: list[Any] = list(args.suite or []) + list(args.probe or [])
+    suites: list[Any] = list(args.suite or []) + check_probes(args.probe or [])
     suites = _adversarial_suites(suites, args)
     extra: dict[str, Any] = {}
     for hook in EXTRA_KWARGS:

@@ -146,6 +146,7 @@ def write_corrupted(
         The metadata written to ``corrupt_meta.json`` plus ``written`` / ``skipped`` corruption lists.
     """
     from corruptions import corrupt, get_suite, list_corruptions
+    from corruptions.registry import suggest
 
     suite_obj = get_suite(suite)
     valid = list_corruptions(suite)
@@ -154,6 +155,7 @@ def write_corrupted(
     if bad:
         raise ValueError(
             f"unknown corruptions {', '.join(bad)} for suite {suite!r}; valid: {', '.join(valid)}"
+            + suggest(bad, valid)
         )
     if len(set(names)) != len(names):
         raise ValueError(f"a corruption is listed twice: {', '.join(names)}")

@@ -15,6 +15,7 @@ from .cells import TOPK, CellResult, CellSpec
 from .driver import RunResult, evaluate, summary_table
 from .executors import Executor, LocalExecutor
 from .kinds.corruption import aggregate_corruption_suite
+from .kinds.probe import check_probes
 from .models import ModelEntry, load_models, prepare_model
 from .planning import plan_cells
 from .runner import EvalContext, run_cell
@@ -53,5 +54,6 @@ __all__ = [
     "load_models",
     "prepare_model",
     "aggregate_corruption_suite",
+    "check_probes",
     "summary_table",
 ]

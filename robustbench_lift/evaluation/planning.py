@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
+
+from corruptions.registry import suggest
 
 from ..data import PregeneratedSet
 from ..schema import CLEAN
@@ -27,6 +30,17 @@ def _resolve_suites(suites: Sequence[Any], dataset: Any) -> dict[str, tuple[Suit
             raise ValueError(f"suite {name!r} is given twice")
         resolved[name] = (kind, obj, {"kind": kind.name, "params": params})
     return resolved
+
+
+def _valid_entries(
+    resolved: dict[str, tuple[SuiteKind, Any, dict[str, Any]]], opts: PlanOptions
+) -> list[str]:
+    """Every corruption (probe, perturbation, ...) name the run's suites plan when no subset is asked for."""
+    every = dataclasses.replace(opts, corruptions=None)
+    names: dict[str, None] = {}
+    for name, (kind, obj, _) in resolved.items():
+        names.update(dict.fromkeys(c.corruption for c in kind.plan(name, obj, every)))
+    return list(names)
 
 
 def _check_classes(models: Sequence[ModelEntry], dataset: Any) -> None:
@@ -117,8 +131,10 @@ def _plan(
         used = {c.corruption for c in cells}
         unknown = [c for c in corruptions if c not in used]
         if unknown:
+            valid = _valid_entries(resolved, opts)
             raise ValueError(
-                f"no suite of the run has the corruption(s) {unknown} (suites: {', '.join(resolved)})"
+                f"no suite of the run has the corruption(s) {unknown} (suites: {', '.join(resolved)}); "
+                f"valid: {', '.join(valid)}{suggest(unknown, valid)}"
             )
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from corruptions.registry import Registry
-from corruptions.suites import list_suites
+from corruptions.registry import Registry, suggest
 
 from .cells import CellResult, CellSpec
 from .models import ModelEntry
@@ -60,6 +59,8 @@ class SuiteKind:
             run on the same input batches.
         run_group: optional ``(specs, EvalContext, progress) -> results`` running such a group in one pass (the
             local executor uses it: one corruption pass feeds every model with the same input pipeline).
+        names: optional ``() -> names`` of the suites this kind accepts by name, listed (and the closest one
+            suggested) when a suite name is unknown.
     """
 
     name: str
@@ -74,6 +75,7 @@ class SuiteKind:
     run_group: (
         Callable[[list[CellSpec], EvalContext, Callable[[int], None] | None], list[CellResult]] | None
     ) = None
+    names: Callable[[], Sequence[str]] | None = None
 
 
 SUITE_KINDS: Registry[SuiteKind] = Registry("suite kind")
@@ -105,9 +107,11 @@ def resolve_suite_kind(suite: Any) -> SuiteKind:
         if kind.accepts(suite):
             return kind
 
+    by_kind = {name: list(kind.names()) for name in SUITE_KINDS if (kind := SUITE_KINDS.get(name)).names}
+    listed = "; ".join(f"{name} suites: {', '.join(names)}" for name, names in by_kind.items())
+    every = [n for names in by_kind.values() for n in names]
     raise ValueError(
-        f"unknown suite {suite!r}; corruption suites: {', '.join(list_suites())} (or a suite .json file); "
-        f"suite kinds: {', '.join(SUITE_KINDS)}"
+        f"unknown suite {suite!r}; {listed} (or a corruption suite .json file){suggest([suite], every)}"
     )
 
 

@@ -274,6 +274,7 @@ register_suite_kind(
     SuiteKind(
         name="adversarial",
         accepts=_accepts,
+        names=lambda: list(ADVERSARIAL_SUITES),
         resolve=_resolve,
         plan=_plan,
         run=_run,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from corruptions.registry import suggest
 from corruptions.suites import BENCHMARK, HELD_OUT, Suite, list_suites, load_suite, resolve_suite
 
 from ...data import PregeneratedSet, Preprocess, list_datasets
@@ -142,6 +143,7 @@ def _corruption_plan(name: str, suite: Any, opts: PlanOptions) -> list[CellSpec]
     if not chosen:
         raise ValueError(
             f"suite {name!r} has no corruption(s) {list(opts.corruptions or [])}; valid: {', '.join(available)}"
+            + suggest(opts.corruptions or [], available)
         )
     sevs = list(opts.severities) if opts.severities else sev_available
     bad = [s for s in sevs if s not in sev_available]
@@ -527,6 +529,7 @@ register_suite_kind(
     SuiteKind(
         name="corruption",
         accepts=_corruption_accepts,
+        names=lambda: list(dict.fromkeys([*list_suites(), *list_datasets("corruptions")])),
         resolve=_corruption_resolve,
         plan=_corruption_plan,
         run=_classification_run,

@@ -29,6 +29,7 @@ from corruptions.perturbations import (
     num_frames,
     perturb,
 )
+from corruptions.registry import suggest
 
 from ...data import as_pipeline, get_batch, select_indices
 from ...metrics.bootstrap import bootstrap_ci, bootstrap_vector
@@ -612,6 +613,12 @@ def _kind_accepts(value: Any) -> bool:
     return isinstance(value, PerturbationSuite) or (isinstance(value, str) and value in PERTURBATION_SUITES)
 
 
+def _kind_names() -> list[str]:
+    from corruptions.perturbations import PERTURBATION_SUITES
+
+    return list(PERTURBATION_SUITES)
+
+
 def _is_pregenerated(dataset: Any) -> bool:
     return hasattr(dataset, "sequences") and not hasattr(dataset, "get_batch")
 
@@ -638,6 +645,7 @@ def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
     if opts.corruptions and not chosen:
         raise ValueError(
             f"none of {list(opts.corruptions)} is a perturbation of {name!r}; valid: {', '.join(valid)}"
+            + suggest(opts.corruptions, valid)
         )
     diffs = [_check_difficulty(int(d)) for d in (opts.severities or (1,))]
     pregen = _is_pregenerated(opts.dataset)
@@ -772,6 +780,7 @@ register_suite_kind(
     SuiteKind(
         name="perturbation",
         accepts=_kind_accepts,
+        names=_kind_names,
         resolve=_kind_resolve,
         plan=_kind_plan,
         run=_kind_run,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from corruptions.registry import suggest, unknown_name
 
 from ...data import ImageFolderDataset
 from ...metrics.bootstrap import Resampler, mean_ci
@@ -27,6 +29,16 @@ def probe_suites() -> dict[str, tuple[str, ...]]:
         if suite:
             out.setdefault(str(suite), []).append(name)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def check_probes(probes: Sequence[str]) -> list[str]:
+    """``probes`` when each names a probe suite (``--probe shift,reconstruction``); else ``ValueError`` naming the
+    unknown one, the valid probes and the closest of them."""
+    valid = list(probe_suites())
+    for probe in probes:
+        if probe not in valid:
+            raise ValueError(unknown_name("probe", probe, valid))
+    return list(probes)
 
 
 #: Version of each suite's protocols, stored in the suite parameters and in every cell's options, so cells made
@@ -58,6 +70,7 @@ def _kind_plan(name: str, suite: Any, opts: Any) -> list[Any]:
     if opts.corruptions and not chosen:
         raise ValueError(
             f"none of {list(opts.corruptions)} is a probe of suite {name!r}; valid: {', '.join(available)}"
+            + suggest(opts.corruptions, available)
         )
     if getattr(opts, "pregenerated", False):
         raise ValueError(f"probe suite {name!r} needs a clean image dataset, not a pre-generated set")
@@ -165,6 +178,7 @@ register_suite_kind(
     SuiteKind(
         name="probe",
         accepts=_kind_accepts,
+        names=lambda: list(probe_suites()),
         resolve=_kind_resolve,
         plan=_kind_plan,
         run=_kind_run,
