@@ -474,12 +474,21 @@ class RunStore:
         return pd.read_csv(self.results_path, keep_default_na=False, na_values=[""])
 
 
+def failed_cells_message(failed: Mapping[str, str], *, shown: int = 3) -> str:
+    """One line naming the cells an evaluate could not run and why (the first ``shown`` of them)."""
+    items = list(failed.items())
+    text = "; ".join(f"{key}: {why}" for key, why in items[:shown])
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return f"{len(items)} cell(s) failed and are not in {RESULTS} ({text}{more})"
+
+
 def run_problems(path: str | os.PathLike[str]) -> list[str]:
     """Why a run directory's ``results.csv`` is not the complete result of its last ``evaluate`` (empty: it is).
 
     Read-only (no lock). Finds: no results.csv; an evaluate that was killed before it finished (its cells so far
     are stored, the table is from an earlier session or absent); a results.csv that differs from the one evaluate
-    wrote (truncated or edited). Each message ends with how to finish the run: the same evaluate command again.
+    wrote (truncated or edited); cells the last evaluate could not run (unreadable data). Each message ends with how
+    to finish the run: the same evaluate command again.
     """
     run = Path(path)
     manifest_path = run / MANIFEST
@@ -523,6 +532,11 @@ def run_problems(path: str | os.PathLike[str]) -> list[str]:
             )
         elif digest is None:
             problems += table_problems(results)
+    failed = last.get("cells_failed") or {}
+    if "finished" in last and failed:
+        problems.append(
+            f"the last evaluate of {run}: {failed_cells_message(failed)}; fix the data and {again}"
+        )
     return problems
 
 

@@ -310,6 +310,10 @@ def run(args: argparse.Namespace) -> int:
             for line in lines:
                 print(f"  {line}")
         print(f"seed groups: {result.run_dir / 'seeds.csv'}")
+    if result.failed:
+        from ..store import failed_cells_message
+
+        raise UsageError(f"{failed_cells_message(result.failed)}; fix the data and re-run to evaluate them")
     bad = result.results[result.results["metric"] == "top1_error"]["value"].map(
         lambda v: not math.isfinite(v)
     )

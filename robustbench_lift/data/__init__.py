@@ -41,7 +41,13 @@ from .classes import (
 )
 from .folder import ImageFolderDataset
 from .loader import get_batch, iter_batches, select_indices
-from .pregenerated import NpyCellDataset, PregeneratedSequences, PregeneratedSet, SequenceArray
+from .pregenerated import (
+    NpyCellDataset,
+    PregeneratedSequences,
+    PregeneratedSet,
+    SequenceArray,
+    UnreadableCellError,
+)
 from .readers import load_cifar_pickle, read_idx
 from .registry import DATASETS, list_datasets, open_dataset, register_dataset
 from .transforms import (
@@ -64,6 +70,7 @@ __all__ = [
     "NpyCellDataset",
     "ImageFolderDataset",
     "PregeneratedSet",
+    "UnreadableCellError",
     "PregeneratedSequences",
     "SequenceArray",
     "open_dataset",

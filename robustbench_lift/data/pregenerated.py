@@ -6,6 +6,8 @@ They are read cell by cell and never resized again.
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,13 @@ from .folder import ImageFolderDataset
 from .readers import _load_npy, _npy_layout
 from .registry import _require_dir, register_dataset
 from .transforms import _parse_size
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableCellError(ValueError):
+    """The files of one (corruption, severity) cell of a pre-generated set cannot be read (a truncated or corrupt
+    ``.npy``, a missing folder); the set's other cells can still be evaluated."""
 
 
 class NpyCellDataset(ArrayDataset):
@@ -61,7 +70,8 @@ class PregeneratedSet:
 
     Attributes:
         name, root, corruptions (canonical order, then others sorted), severities, num_classes, class_names,
-        channels, image_size.
+        channels, image_size, unreadable (corruption -> why its file cannot be read; it stays in
+        ``corruptions`` so that a run plans its cells, and only those cells fail).
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class PregeneratedSet:
         channels: int,
         image_size: tuple[int, int] | None,
         make_cell: Callable[[str, int], ImageDataset],
+        unreadable: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -86,9 +97,15 @@ class PregeneratedSet:
         self.image_size = image_size
         self._make_cell = make_cell
         self._cells: dict[tuple[str, int], ImageDataset] = {}
+        #: corruptions whose files cannot be read, with why: their cells raise UnreadableCellError
+        self.unreadable: dict[str, str] = dict(unreadable or {})
 
     def cell(self, corruption: str, severity: int) -> ImageDataset:
-        """The images of one corruption at one severity (sample ids are shared by all cells); opened once."""
+        """The images of one corruption at one severity (sample ids are shared by all cells); opened once.
+
+        Raises:
+            UnreadableCellError: the corruption's file cannot be read (the message names the file).
+        """
         if corruption not in self.corruptions:
             raise ValueError(
                 f"{self.name}: unknown corruption {corruption!r}; available: {', '.join(self.corruptions)}"
@@ -97,6 +114,10 @@ class PregeneratedSet:
             raise ValueError(
                 f"{self.name}: severity {severity!r} not available; available: "
                 f"{', '.join(map(str, self.severities))}"
+            )
+        if corruption in self.unreadable:
+            raise UnreadableCellError(
+                f"{self.name}: cell {corruption}/{severity}: {self.unreadable[corruption]}"
             )
         key = (corruption, int(severity))
         if key not in self._cells:
@@ -257,6 +278,31 @@ def _imagenet_c_cell(
     )
 
 
+def _npy_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete ``.npy`` file (unreadable header, fewer bytes than its header promises), or
+    None. Reads only the header."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        return f"cannot read {str(path)!r} as a .npy array: {exc}"
+    need = offset + math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        return (
+            f"{str(path)!r} is truncated: {size} bytes, its header ({shape} {dtype}) needs {need}; "
+            "re-download or re-write it"
+        )
+    return None
+
+
 def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequence[str]) -> PregeneratedSet:
     _require_dir(name, root)
     if split != "test":
@@ -269,7 +315,13 @@ def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequen
     if not files:
         raise ValueError(f"{name}: no <corruption>.npy files in {str(root)!r}")
     shapes = {}
+    unreadable: dict[str, str] = {}
     for cname, path in files.items():
+        problem = _npy_problem(path)
+        if problem is not None:
+            unreadable[cname] = problem
+            log.warning("%s: %s; the cells of %s fail, the others are evaluated", name, problem, cname)
+            continue
         arr = _load_npy(path)
         _npy_layout(arr, path, per_item_dims=0)
         if len(arr) % 5:
@@ -280,6 +332,10 @@ def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequen
                 f"(expected {len(arr)} or {len(arr) // 5})"
             )
         shapes[cname] = arr.shape
+    if not shapes:
+        raise ValueError(
+            f"{name}: no readable <corruption>.npy file in {str(root)!r}: " + "; ".join(unreadable.values())
+        )
     if len({s for s in shapes.values()}) > 1:
         raise ValueError(f"{name}: the .npy files differ in shape: {shapes}")
     shape = next(iter(shapes.values()))
@@ -295,6 +351,7 @@ def _open_npy_corruptions(name: str, root: Path, split: str, class_names: Sequen
         channels=channels,
         image_size=(shape[1], shape[2]),
         make_cell=functools.partial(_npy_cell, name, files, n, labels, tuple(class_names)),
+        unreadable=unreadable,
     )
 
 

@@ -71,7 +71,16 @@ class CellResult:
     For classification cells ``arrays`` holds ``top5`` ((n, k) class indices, best first; -1 for samples whose
     logits were not finite), ``labels`` and ``ids`` (sample ids); ``info`` holds ``n``, ``top1_errors``,
     ``top5_errors``, ``nonfinite``, ``seconds``, ``device``.
+
+    ``error`` is set (and nothing else) for a cell whose input data cannot be read: the driver stores nothing for
+    it, reports it at the end of the run, and runs it again on the next evaluate.
     """
 
     arrays: dict[str, np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> CellResult:
+        """The result of a cell that could not be run, with why."""
+        return cls(arrays={}, info={}, error=str(error))

@@ -16,7 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ class RunResult:
     manifest: dict[str, Any]
     #: seed-aware statistics per seed group (``seeds.csv``; :data:`~robustbench_lift.metrics.seeds.SEED_TABLE_COLUMNS`)
     seeds: pd.DataFrame | None = None
+    #: cells that could not be run (unreadable input data), ``{cell key: why}``; they are not in ``results`` and
+    #: the next evaluate of the run tries them again
+    failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """One line per (model, suite): see :func:`robustbench_lift.report.summary.suite_summary`."""
@@ -318,7 +321,8 @@ def evaluate(
             strict=strict,
             pregenerated=pregenerated,
         )
-        ran = _run_pending(store, pending, context, executor, progress)
+        failed: dict[str, str] = {}
+        ran = _run_pending(store, pending, context, executor, progress, failed)
         vectors: dict[Any, Any] = {}
         rows = _aggregate_run(store, order, chosen_baseline, int(seed), int(n_boot), vectors)
         results = store.write_results(rows)
@@ -329,6 +333,7 @@ def evaluate(
             cells_planned=len(cells),
             cells_run=ran,
             cells_skipped=skipped,
+            cells_failed=failed,
             baseline=chosen_baseline,
             # a report over several runs re-aggregates their cells with the same resamples
             n_boot=int(n_boot),
@@ -342,6 +347,7 @@ def evaluate(
         baseline=chosen_baseline,
         manifest=manifest,
         seeds=seeds_table,
+        failed=failed,
     )
 
 
@@ -359,8 +365,14 @@ def _cell_images(spec: CellSpec, context: EvalContext) -> int:
 
 
 def _run_pending(
-    store: RunStore, pending: list[CellSpec], context: EvalContext, executor: Executor | None, progress: bool
+    store: RunStore,
+    pending: list[CellSpec],
+    context: EvalContext,
+    executor: Executor | None,
+    progress: bool,
+    failed: dict[str, str],
 ) -> int:
+    """Run the pending cells and store each result; cells that fail on unreadable data go to ``failed``."""
     if not pending:
         return 0
     from tqdm.auto import tqdm
@@ -379,6 +391,10 @@ def _run_pending(
     ran = 0
     try:
         for spec, result in executor.map(pending, context):
+            if result.error is not None:
+                failed[spec.key] = result.error
+                log.error("cell %s failed: %s", spec.key, result.error)
+                continue
             info = dict(result.info)
             if info.get("nonfinite"):
                 log.warning(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, runtime_checkable
 from typing import Protocol as _TypingProtocol
 
+from ...data import UnreadableCellError
 from ..cells import CellResult, CellSpec
 from ..runner import EvalContext
 from ..suite_kinds import kind_of_cell
@@ -19,7 +20,11 @@ __all__ = ["Executor", "LocalExecutor"]
 
 @runtime_checkable
 class Executor(_TypingProtocol):
-    """Runs cells and yields ``(spec, result)`` as each finishes (any order). The driver stores the results."""
+    """Runs cells and yields ``(spec, result)`` as each finishes (any order). The driver stores the results.
+
+    A cell whose input data cannot be read (:class:`~robustbench_lift.data.UnreadableCellError`) is yielded as
+    ``CellResult.failed(message)`` so the other cells still run.
+    """
 
     def map(
         self, cells: Sequence[CellSpec], context: EvalContext
@@ -51,8 +56,12 @@ class LocalExecutor:
                 key = kind.share(spec, context)
             groups.setdefault((i,) if key is None else (kind.name, key), []).append(spec)
         for group in groups.values():
-            if len(group) == 1:
-                yield group[0], context.run(group[0], self.progress)
-                continue
-            results = kind_of_cell(group[0].kind).run_group(group, context, self.progress)
+            try:
+                if len(group) == 1:
+                    results = [context.run(group[0], self.progress)]
+                else:
+                    results = kind_of_cell(group[0].kind).run_group(group, context, self.progress)
+            except UnreadableCellError as exc:
+                # the group's cells share their input data: none of them can run, the other groups can
+                results = [CellResult.failed(str(exc)) for _ in group]
             yield from zip(group, results)
