@@ -18,6 +18,7 @@ __all__ = [
     "model_fields",
     "CLEAN",
     "ALL_SEVERITIES",
+    "NONFINITE",
     "Protocol",
 ]
 
@@ -47,6 +48,9 @@ CORE_RESULT_COLUMNS: tuple[str, ...] = tuple(c for c in RESULT_COLUMNS if c not 
 CLEAN = "clean"
 #: ``severity`` value of rows aggregated over severities (and of clean rows).
 ALL_SEVERITIES = 0
+#: ``metric`` of the rows saying which fraction of a cell's images got NaN/inf logits (there only when some did;
+#: ``n`` is the cell's image count); those images count as errors in the cell's other rows.
+NONFINITE = "nonfinite_logits"
 
 
 class Protocol:
@@ -59,6 +63,7 @@ class Protocol:
     )
     MCE_ALEXNET = "mCE, AlexNet-normalised (Hendrycks & Dietterich, ImageNet-C)"
     REL_MCE_ALEXNET = "relative mCE, AlexNet-normalised"
+    NONFINITE = "fraction of the cell's images whose logits had NaN/inf (they count as errors)"
 
     @staticmethod
     def mce_baseline(model: str) -> str:

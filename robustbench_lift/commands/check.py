@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         CheckInputError,
         as_records,
         current_metrics,
+        current_notes,
         format_table,
         github_annotations,
         junit_xml,
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         thresholds["max_drop"].update(parse_threshold_args("max_drop", args.max_drop))
         thresholds["max_increase"].update(parse_threshold_args("max_increase", args.max_increase))
         current = current_metrics(args.run)
+        for note in current_notes(args.run):
+            print(f"warning: {note}", file=sys.stderr)
         if args.update_baseline:
             metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
             path = write_baseline(args.baseline, current, thresholds, metrics)

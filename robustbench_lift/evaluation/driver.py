@@ -11,6 +11,7 @@ for every cell and model, so comparisons stay paired), sorted by index.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import sys
@@ -26,7 +27,8 @@ import torch
 
 from ..data import PregeneratedSet, open_dataset
 from ..metrics.seeds import SEED_TABLE_COLUMNS, seed_table
-from ..report.summary import suite_summary
+from ..report.summary import nonfinite_notes, suite_summary
+from ..schema import NONFINITE, Protocol, result_row
 from ..store import RunStore, resolve_run_dir
 from .cells import CellSpec
 from .executors import Executor, LocalExecutor
@@ -326,6 +328,8 @@ def evaluate(
         vectors: dict[Any, Any] = {}
         rows = _aggregate_run(store, order, chosen_baseline, int(seed), int(n_boot), vectors)
         results = store.write_results(rows)
+        for note in nonfinite_notes(results):
+            log.warning("%s", note)
         seed_rows = _seed_rows(store, vectors, chosen_baseline, int(seed))
         seeds_table = store.write_seed_table(seed_rows, SEED_TABLE_COLUMNS)
         store.update_session(
@@ -397,7 +401,7 @@ def _run_pending(
                 continue
             info = dict(result.info)
             if info.get("nonfinite"):
-                log.warning(
+                log.info(
                     "model %s produced NaN/inf logits for %d of %d images in cell %s; they count as errors",
                     spec.model,
                     info["nonfinite"],
@@ -449,4 +453,30 @@ def _aggregate_run(
     for name, desc in config.get("suites", {}).items():
         kind = SUITE_KINDS.get(desc.get("kind", "corruption"))
         rows += kind.aggregate(name, desc.get("params", {}), data)
+    return rows + _nonfinite_rows(cells, models, data.model_order)
+
+
+def _nonfinite_rows(
+    cells: Mapping[str, Mapping[str, tuple]], models: Mapping[str, Mapping[str, Any]], order: list[str]
+) -> list[dict[str, Any]]:
+    """One :data:`~robustbench_lift.schema.NONFINITE` row per stored cell whose model gave NaN/inf logits, so every
+    later summary of the run (a resumed evaluate, ``report``, ``check``) can say so."""
+    rows = []
+    for model in order:
+        for spec, _, info in cells.get(model, {}).values():
+            bad, n = int(info.get("nonfinite") or 0), int(info.get("n") or 0)
+            if bad and n:
+                rows.append(
+                    result_row(
+                        {"model": model, **models.get(model, {})},
+                        spec["suite"],
+                        spec["corruption"],
+                        int(spec["severity"]),
+                        NONFINITE,
+                        bad / n,
+                        (math.nan, math.nan),
+                        n,
+                        Protocol.NONFINITE,
+                    )
+                )
     return rows

@@ -64,6 +64,7 @@ def write_report(
     from .html import render_html
     from .markdown import render_markdown
     from .plots import render_plots
+    from .summary import nonfinite_notes
     from .tables import build_summary, build_tables, load_run, merge_runs
 
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
@@ -80,6 +81,7 @@ def write_report(
     if renamed:
         report.notes.append(f"model names shared by several runs were renamed: {', '.join(renamed)}")
     report.notes += normalised.notes
+    report.notes += nonfinite_notes(results)
     report.baseline = normalised.baseline
     tables = build_tables(results)
     _, columns = build_summary(results)

@@ -39,7 +39,7 @@ from ..schema import CORE_RESULT_COLUMNS, RESULT_COLUMNS
 from ..store import MANIFEST as MANIFEST_FILE
 from ..store import RESULTS as RESULTS_FILE
 from ..store import run_problems, table_problems
-from .summary import HEADLINE, build_summary, summary_metrics
+from .summary import HEADLINE, build_summary, nonfinite_notes, summary_metrics, summary_nonfinite_notes
 from .tables import read_results_table
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "load_config",
     "load_baseline",
     "current_metrics",
+    "current_notes",
     "run_checks",
     "write_baseline",
     "format_table",
@@ -264,6 +265,21 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
 # ------------------------------------------------------------------------------------------------------ current run
 def current_metrics(run: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
     """``{model: {key: value}}`` of a run directory, its ``results.csv``, or a ``summary.csv`` from ``report``."""
+    p, summary, _ = _current_summary(run)
+    metrics = summary_metrics(summary)
+    if not metrics:
+        raise CheckInputError(f"{os.fspath(p)!r} holds no models")
+    return metrics
+
+
+def current_notes(run: str | os.PathLike[str]) -> list[str]:
+    """Warnings about the run the checks read (models that produced NaN/inf logits), for stderr."""
+    _, summary, results = _current_summary(run)
+    return nonfinite_notes(results) if results is not None else summary_nonfinite_notes(summary)
+
+
+def _current_summary(run: str | os.PathLike[str]) -> tuple[Path, pd.DataFrame, pd.DataFrame | None]:
+    """The file read, its summary table and (for a results table) the results."""
     p = Path(run)
     name = os.fspath(run)
     if p.is_dir():
@@ -285,8 +301,10 @@ def current_metrics(run: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
         header = pd.read_csv(p, nrows=0).columns
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CheckInputError(f"cannot read {os.fspath(p)!r}: {exc}") from exc
+    results = None
     if all(c in header for c in CORE_RESULT_COLUMNS):
-        summary, _ = build_summary(read_results_table(p))
+        results = read_results_table(p)
+        summary, _ = build_summary(results)
     elif "model" in header:
         summary = pd.read_csv(p, keep_default_na=False, na_values=[""])
     else:
@@ -294,10 +312,7 @@ def current_metrics(run: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
             f"{os.fspath(p)!r} is neither a results table (columns {', '.join(RESULT_COLUMNS)}) nor a summary.csv "
             "(a 'model' column and metric columns)"
         )
-    metrics = summary_metrics(summary)
-    if not metrics:
-        raise CheckInputError(f"{os.fspath(p)!r} holds no models")
-    return metrics
+    return p, summary, results
 
 
 # ------------------------------------------------------------------------------------------------------ checks

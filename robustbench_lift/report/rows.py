@@ -11,7 +11,7 @@ import pandas as pd
 
 from corruptions.suites import BENCHMARK, HELD_OUT
 
-from ..schema import CLEAN
+from ..schema import CLEAN, NONFINITE
 
 __all__ = [
     "BENCHMARK",
@@ -88,7 +88,7 @@ def corruption_suites(results: pd.DataFrame) -> list[str]:
     other = {SHIFT_SUITE, RECONSTRUCTION_SUITE, *PERTURBATION_SUITES, *adversarial_suites(results)}
     mask = (results["severity"] > 0) & results["metric"].isin(["top1_error", "top5_error"])
     mask |= results["metric"].isin(["mce", "mean_corruption_error", "mean_error", "ce"])
-    mask |= results["corruption"] == CLEAN
+    mask |= (results["corruption"] == CLEAN) & (results["metric"] != NONFINITE)
     return [s for s in dict.fromkeys(results.loc[mask, "suite"]) if s not in other]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import CLEAN
+from ..schema import CLEAN, NONFINITE
 from .rows import (
     RECONSTRUCTION_SUITE,
     SHIFT_SUITE,
@@ -46,7 +46,14 @@ __all__ = [
     "metric_direction",
     "headline_table",
     "suite_summary",
+    "NONFINITE_COLUMN",
+    "nonfinite_notes",
+    "summary_nonfinite_notes",
 ]
+
+#: Column of ``summary.csv`` counting a model's images with NaN/inf logits over all its cells (only in the summary
+#: of a run where some model produced them).
+NONFINITE_COLUMN = "nonfinite_logits_images"
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,51 @@ def build_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[s
                 "higher_is_better": spec.higher_is_better,
                 "unit": unit_for(spec.metric) if spec.metric != "mt5d" else "",
             }
+    counts = _nonfinite_by_model(results)
+    if counts:
+        summary[NONFINITE_COLUMN] = summary["model"].map(lambda m: counts.get(m, {}).get("images", 0))
     return summary, columns
+
+
+def _nonfinite_by_model(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``{model: {"images", "total", "cells": [(label, images, n)]}}`` from the :data:`NONFINITE` rows."""
+    rows = results[results["metric"] == NONFINITE] if "metric" in results.columns else results.iloc[:0]
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows.itertuples(index=False):
+        n = int(r.n) if pd.notna(r.n) else 0
+        bad = int(round(float(r.value) * n))
+        label = CLEAN if r.corruption == CLEAN else f"{r.suite}/{r.corruption}/{int(r.severity)}"
+        entry = out.setdefault(str(r.model), {"images": 0, "total": 0, "cells": []})
+        entry["images"] += bad
+        entry["total"] += n
+        entry["cells"].append((label, bad, n))
+    return out
+
+
+def nonfinite_notes(results: pd.DataFrame, *, shown: int = 3) -> list[str]:
+    """One sentence per model of the results table that produced NaN/inf logits: how many images, in which cells."""
+    notes = []
+    for model, entry in _nonfinite_by_model(results).items():
+        cells = entry["cells"]
+        listed = ", ".join(f"{label}: {bad} of {n}" for label, bad, n in cells[:shown])
+        more = f", and {len(cells) - shown} more" if len(cells) > shown else ""
+        notes.append(
+            f"model {model!r} produced NaN/inf logits for {entry['images']} of {entry['total']} images in "
+            f"{len(cells)} cell(s) ({listed}{more}); they count as errors"
+        )
+    return notes
+
+
+def summary_nonfinite_notes(summary: pd.DataFrame) -> list[str]:
+    """The same warning from a summary table (``summary.csv``): its :data:`NONFINITE_COLUMN` counts."""
+    if NONFINITE_COLUMN not in summary.columns or "model" not in summary.columns:
+        return []
+    counts = pd.to_numeric(summary[NONFINITE_COLUMN], errors="coerce").fillna(0)
+    return [
+        f"model {model!r} produced NaN/inf logits for {int(c)} images; they count as errors"
+        for model, c in zip(summary["model"], counts)
+        if c > 0
+    ]
 
 
 _KEY_OF_COLUMN = re.compile(r"^(?P<base>[^\[]+?)(?P<sfx>\[[^\]]*\])?$")

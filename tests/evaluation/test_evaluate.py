@@ -144,7 +144,7 @@ def test_nonfinite_logits_count_as_errors_and_warn(tmp_path, caplog):
             n_boot=0,
             batch_size=4,
         )
-    assert "NaN/inf logits for 4 of 8 images" in caplog.text
+    assert "NaN/inf logits for 8 of 16 images in 2 cell(s)" in caplog.text and "clean: 4 of 8" in caplog.text
     _, arrays, info = RunStore(tmp_path / "r").load_cell("nan/clean")
     assert info["nonfinite"] == 4
     assert (arrays["top5"][[0, 1, 4, 5]] == -1).all()
