@@ -366,3 +366,30 @@ def test_cli_executor_ray_equals_local(tmp_path, ray_cluster, capsys):
     assert main(["evaluate", *common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
     assert "cells run 2" in capsys.readouterr().out
     assert_same_run(tmp_path / "local", tmp_path / "ray")
+
+
+@pytest.mark.parametrize("shard_size", [None, 5])
+def test_truncated_pregenerated_file_fails_only_its_cells(tmp_path, ray_cluster, shard_size):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "c10c"
+    root.mkdir()
+    n = 12
+    for c in ("fog", "contrast"):
+        np.save(root / f"{c}.npy", rng.integers(0, 256, size=(5 * n, 20, 20, 3), dtype=np.uint8))
+    np.save(root / "labels.npy", np.tile(rng.integers(0, 10, size=n), 5))
+    raw = (root / "fog.npy").read_bytes()
+    (root / "fog.npy").write_bytes(raw[: len(raw) // 2])
+    kw = dict(severities=[2], progress=False, n_boot=0, batch_size=4)
+    run = evaluate(
+        [Tiny(in_channels=3)],
+        f"cifar10-c:{root}",
+        None,
+        out=tmp_path / "ray",
+        executor=RayExecutor(shard_size=shard_size),
+        **kw,
+    )
+    assert (
+        list(run.failed) == ["tiny/cifar10-c__fog__s2"]
+        and "fog.npy' is truncated" in run.failed["tiny/cifar10-c__fog__s2"]
+    )
+    assert RunStore(tmp_path / "ray").cell_keys() == ["tiny/cifar10-c__contrast__s2"]

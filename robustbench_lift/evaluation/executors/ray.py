@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...data import open_dataset, select_indices
+from ...data import UnreadableCellError, open_dataset, select_indices
 from ..cells import CellResult, CellSpec
 from ..models import ModelEntry
 from ..runner import EvalContext
@@ -440,7 +440,8 @@ class RayExecutor:
         """Run ``cells`` on the cluster; yield ``(spec, result)`` as each cell's tasks finish (any order).
 
         Raises (after every other cell has been yielded): the exception a cell's code raised, or
-        :class:`CellFailedError` when its worker kept dying or Ray could not run it.
+        :class:`CellFailedError` when its worker kept dying or Ray could not run it. A cell whose input data cannot
+        be read (:class:`~robustbench_lift.data.UnreadableCellError`) is yielded as ``CellResult.failed``.
         """
         if not cells:
             return
@@ -469,10 +470,16 @@ class RayExecutor:
         }
         pending: dict[Any, tuple[int, int]] = {}
         cells_state: list[_Pending] = []
-        for i, spec in enumerate(cells):
+        unreadable: list[tuple[CellSpec, str]] = []
+        for spec in cells:
             ranges: list[tuple[int, int] | None] = [None]
             if self.shard_size is not None and spec.kind in SHARDABLE_KINDS:
-                ranges = shard_ranges(_cell_length(spec, context), self.shard_size)
+                try:
+                    ranges = shard_ranges(_cell_length(spec, context), self.shard_size)
+                except UnreadableCellError as exc:
+                    unreadable.append((spec, str(exc)))  # its data cannot be read: nothing to submit
+                    continue
+            i = len(cells_state)
             cells_state.append(_Pending(spec, [None] * len(ranges)))
             for j, shard in enumerate(ranges):
                 ref = remote.remote(
@@ -489,6 +496,8 @@ class RayExecutor:
         )
         failures: list[tuple[CellSpec, BaseException]] = []
         try:
+            for spec, why in unreadable:
+                yield spec, CellResult.failed(why)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
@@ -499,6 +508,14 @@ class RayExecutor:
                     except ray.exceptions.TaskCancelledError:
                         continue  # a sibling shard failed and this one was cancelled
                     except ray.exceptions.RayError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, UnreadableCellError):
+                            # unreadable input data fails this cell only, as with the local executor
+                            if state.failed is None:
+                                state.failed = exc
+                                self._cancel(ray, [r for r, (ii, _) in pending.items() if ii == i])
+                                yield state.spec, CellResult.failed(str(cause))
+                            continue
                         if state.failed is None:
                             state.failed = exc
                             failures.append((state.spec, exc))
