@@ -30,6 +30,7 @@ import pandas as pd
 from ..schema import CLEAN
 from .baseline import run_baseline
 from .rows import BENCHMARK, HELD_OUT
+from .summary import nonfinite_notes
 from .tables import Run, load_run, scale_for, unit_for
 
 __all__ = ["Comparison", "compare_runs", "load_cell_mistakes", "headline_rows", "format_table"]
@@ -288,7 +289,9 @@ def compare_runs(
     """
     a = run_a if isinstance(run_a, Run) else load_run(run_a)
     b = run_b if isinstance(run_b, Run) else load_run(run_b)
-    notes: list[str] = []
+    notes: list[str] = [
+        f"run {run.name!r}: {note}" for run in (a, b) for note in nonfinite_notes(run.results)
+    ]
     models_a, models_b = set(a.results["model"]), set(b.results["model"])
     common = models_a & models_b
     if not common:

@@ -113,3 +113,14 @@ def test_check_says_it(tmp_path, capsys, source):
     assert main(["check", str(target), "--baseline", str(base)]) == 0
     err = capsys.readouterr().err
     assert "model 'bad' produced NaN/inf logits for 8" in err and "model 'ok'" not in err
+
+
+def test_compare_says_it(tmp_path, capsys):
+    a = _evaluate(tmp_path / "a")
+    b = _evaluate(tmp_path / "b")
+    capsys.readouterr()
+    assert main(["compare", str(a.run_dir), str(b.run_dir), "--n-boot", "10"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err.count("model 'bad' produced NaN/inf logits for 8 of 16 images") == 2 and "model 'ok'" not in err
+    )
