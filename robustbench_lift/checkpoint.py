@@ -460,7 +460,9 @@ def _set_input_channels(model: nn.Module, in_channels: int, arch: str) -> None:
     if conv.in_channels == in_channels:
         return
     if conv.groups != 1:
-        raise CheckpointError(f"cannot build {arch!r} with in_channels={in_channels}: its first conv is grouped")
+        raise CheckpointError(
+            f"cannot build {arch!r} with in_channels={in_channels}: its first conv is grouped"
+        )
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,

@@ -162,9 +162,7 @@ def _safe_name(text: str) -> str:
 BUILD_OPTIONS = ("arch", "pool", "num_classes", "in_channels")
 
 
-def per_checkpoint(
-    options: dict[str, Any], count: int
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def per_checkpoint(options: dict[str, Any], count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Split build options into ``(explicit, defaults)`` for each of ``count`` checkpoints.
 
     A value is either one value or a list/tuple of ``count`` values (None in it: not given for that checkpoint).

@@ -77,10 +77,18 @@ def _aa_factory(pool: str, pool_kw: Mapping[str, Any]) -> type:
     return ProjectPool
 
 
-def _channel_list(values: Sequence[float] | None, channels: int, fallback: float) -> list[float]:
-    if values is not None and len(values) == channels:
-        return [float(v) for v in values]
-    return [fallback] * channels
+def _channel_list(
+    what: str, given: Sequence[float] | None, timm_values: Sequence[float] | None, channels: int
+) -> list[float]:
+    """The given per-channel values (checked), else timm's where they fit (its RGB statistics do not fit one
+    channel), else 0.5 per channel."""
+    if given is not None:
+        if len(given) != channels:
+            raise ValueError(f"{what} must have one value per input channel ({channels}), got {list(given)}")
+        return [float(v) for v in given]
+    if timm_values is not None and len(timm_values) == channels:
+        return [float(v) for v in timm_values]
+    return [0.5] * channels
 
 
 def build_timm_model(
@@ -147,15 +155,16 @@ def build_timm_model(
     log.debug("built %s%s with pool=%s via %s", PREFIX, name, pool, "aa_layer" if hook else "module swap")
 
     timm_cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    size = list(input_size) if input_size is not None else list(timm_cfg.get("input_size", (3, 224, 224)))[-2:]
+    if input_size is None:
+        input_size = list(timm_cfg.get("input_size", (3, 224, 224)))[-2:]
     cfg: dict[str, Any] = {
         "arch": PREFIX + name,
         "pool": pool,
         "num_classes": num_classes,
         "in_channels": in_channels,
-        "input_size": [int(s) for s in size],
-        "mean": [float(v) for v in mean] if mean is not None else _channel_list(timm_cfg.get("mean"), in_channels, 0.5),
-        "std": [float(v) for v in std] if std is not None else _channel_list(timm_cfg.get("std"), in_channels, 0.5),
+        "input_size": [int(s) for s in input_size],
+        "mean": _channel_list("mean", mean, timm_cfg.get("mean"), in_channels),
+        "std": _channel_list("std", std, timm_cfg.get("std"), in_channels),
         "strided_convs": bool(strided_convs),
     }
     if pool_kw:

@@ -112,7 +112,18 @@ def test_evaluate_has_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch)
 
 
 def test_build_option_counts_must_be_one_or_one_per_checkpoint(tmp_path, capsys):
-    argv = ["evaluate", "a.pt", "b.pt", "c.pt", "--arch", "convnet", "--arch", "vgg11", "--out", str(tmp_path / "r")]
+    argv = [
+        "evaluate",
+        "a.pt",
+        "b.pt",
+        "c.pt",
+        "--arch",
+        "convnet",
+        "--arch",
+        "vgg11",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--arch given 2 times for 3 checkpoints" in err and "once per checkpoint" in err

@@ -25,7 +25,12 @@ def test_aa_layer_hook_puts_the_project_pool_in(generator):
     assert pools and all(isinstance(p, LiftDownPool2d) for p in pools)
     assert not hasattr(model, "pooling_swap")  # the hook did it, not the module swap
     cfg = model.default_cfg
-    assert (cfg["arch"], cfg["pool"], cfg["num_classes"], cfg["in_channels"]) == ("timm:resnet10t", "lift", 3, 1)
+    assert (cfg["arch"], cfg["pool"], cfg["num_classes"], cfg["in_channels"]) == (
+        "timm:resnet10t",
+        "lift",
+        3,
+        1,
+    )
     assert cfg["mean"] == [0.5] and len(cfg["input_size"]) == 2
     x = torch.randn(2, 1, 32, 32, generator=generator)
     assert model(x).shape == (2, 3)
@@ -98,6 +103,21 @@ def test_timm_training_checkpoint_names_its_arch(tmp_path, generator):
         tmp_path / "last.pth.tar",
     )
     ckpt = load_checkpoint(tmp_path / "last.pth.tar")
-    assert (ckpt.meta.arch, ckpt.meta.num_classes, ckpt.meta.in_channels) == ("timm:mobilenetv3_small_050", 4, 1)
+    assert (ckpt.meta.arch, ckpt.meta.num_classes, ckpt.meta.in_channels) == (
+        "timm:mobilenetv3_small_050",
+        4,
+        1,
+    )
     x = torch.randn(2, 1, 32, 32, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
+
+
+def test_recorded_normalisation():
+    rgb = build_model("timm:resnet10t", pool=None, num_classes=2)
+    assert rgb.default_cfg["mean"] == pytest.approx([0.485, 0.456, 0.406])  # timm's pretrained config
+    given = build_model("timm:resnet10t", pool=None, num_classes=2, mean=[0.1, 0.2, 0.3], input_size=(64, 64))
+    assert given.default_cfg["mean"] == pytest.approx([0.1, 0.2, 0.3]) and given.default_cfg[
+        "input_size"
+    ] == [64, 64]
+    with pytest.raises(ValueError, match="one value per input channel"):
+        build_model("timm:resnet10t", pool=None, in_channels=1, std=[0.2, 0.2, 0.2])
