@@ -6,6 +6,11 @@ Examples::
         --suite cifar10-c --limit 1000 --out reports/fmnist
     robustbench-lift evaluate resnet18.pth --arch torchvision:resnet18 --num-classes 10 \\
         --dataset cifar10-c:~/data/CIFAR-10-C --clean-dataset cifar10:~/data --out reports/c10c
+    robustbench-lift evaluate ckpt/lift.safetensors r18.pth --arch - --arch timm:resnet18 --pool - --pool blur \\
+        --dataset cifar10:~/data --out reports/mixed
+
+``--arch``, ``--pool``, ``--num-classes`` and ``--in-channels`` are given once (for every external checkpoint;
+native ones keep what they record) or once per CKPT (``-``: none for that one).
 
 ``--suite`` (and ``--probe``) take comma lists; each entry is dispatched to the suite kind that accepts it
 (corruption suites are built in; perturbation suites and probes plug in through
