@@ -10,9 +10,16 @@ Formats understood by :func:`load_checkpoint` (recognised by content, not by fil
 
 * ``native``       a ``.safetensors`` file with the metadata above; rebuilds the model from the metadata alone.
 * ``state_dict``   a ``torch.save`` state_dict (``.pt``/``.pth``, loaded with ``weights_only=True``) or a plain
-                   safetensors file without our metadata; needs ``arch`` (and ``pool``; ``num_classes`` is read from the
-                   classifier head when not given). Wrappers ``{"state_dict": ...}``, ``{"model": ...}`` and
-                   ``module.`` / ``_orig_mod.`` / ``model.`` key prefixes are handled.
+                   safetensors file without our metadata; needs ``arch`` (and ``pool``; ``num_classes`` and
+                   ``in_channels`` are read from the weights when not given: the classifier head's outputs and the
+                   first conv's inputs). Wrappers ``{"state_dict": ...}``, ``{"model": ...}`` and
+                   ``module.`` / ``_orig_mod.`` / ``model.`` key prefixes are handled, and so are the checkpoints of
+                   timm's training script (``state_dict``, ``state_dict_ema``, ``arch``, ``optimizer``, ``args``, ...:
+                   the non-EMA ``state_dict`` is loaded, ``arch`` suggests ``timm:ARCH``) and of torchvision's
+                   reference scripts (``model``, ``optimizer``, ``lr_scheduler``, ``args``: ``args.model`` suggests
+                   ``torchvision:NAME``). Their ``args`` is an ``argparse.Namespace``, which is allowed in a
+                   ``weights_only`` load (a plain attribute bag, rebuilt without running code); any other class
+                   still makes the file a full pickle.
 * ``torchscript``  a ``torch.jit.save`` archive.
 * ``pickle``       a full pickle (a pickled ``nn.Module`` or objects beyond tensors): refused unless
                    ``trust_pickle=True``, since unpickling can run arbitrary code.
@@ -20,6 +27,7 @@ Formats understood by :func:`load_checkpoint` (recognised by content, not by fil
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -56,6 +64,11 @@ _CFG_KEYS = (*_BUILD_KEYS, "input_size", "mean", "std")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 _MAX_NAMED = 5
+#: Classes a ``weights_only`` load may rebuild besides tensors and plain containers. ``argparse.Namespace`` (the
+#: ``args`` of timm's and torchvision's training checkpoints) is a plain attribute bag: unpickling it creates an
+#: empty Namespace and sets its attributes, whose values pass the same ``weights_only`` checks; no code of the file
+#: runs. Passed to ``torch.serialization.safe_globals`` for each load only, never registered globally.
+_SAFE_GLOBALS = (argparse.Namespace,)
 
 
 class CheckpointError(ValueError):
@@ -288,7 +301,7 @@ def _sniff(path: Path) -> str:
 def _torch_load(path: Path, trust_pickle: bool, map_location: Any) -> tuple[Any, bool]:
     """torch.load with ``weights_only=True``; a full pickle only with ``trust_pickle``. Returns (obj, was_pickle)."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(list(_SAFE_GLOBALS)):
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True), False
     except Exception as exc:  # torch raises several types for corrupt files
@@ -403,6 +416,8 @@ def _build(
             model = torchvision.models.get_model(name, weights=None, **kwargs)
         except ValueError as exc:
             raise CheckpointError(f"cannot build {arch!r}: {exc}") from None
+        if in_channels is not None:
+            _set_input_channels(model, in_channels, arch)
         if pool is not None:
             from robustbench_lift.models.swap import swap_pooling
 
@@ -417,6 +432,8 @@ def _build(
         for k, v in (("pool", pool), ("num_classes", num_classes), ("in_channels", in_channels))
         if v is not None
     }
+    if arch.startswith("timm:"):
+        kwargs["pool"] = pool  # None: timm's own pooling (build_model's default would swap in "max")
     kwargs.update({k: v for k, v in (options or {}).items() if k != "swap"})
     try:
         return build_model(arch, **kwargs)
@@ -424,6 +441,77 @@ def _build(
         raise
     except ValueError as exc:
         raise CheckpointError(f"cannot build {arch!r}: {exc}") from None
+
+
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """(weight key, module) of the model's first ``nn.Conv2d`` in module order: the one the images go into."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return (f"{name}.weight" if name else "weight", module)
+    return None
+
+
+def _set_input_channels(model: nn.Module, in_channels: int, arch: str) -> None:
+    """Replace the first conv of a model built for another input channel count (torchvision builds RGB only)."""
+    first = _first_conv(model)
+    if first is None:
+        raise CheckpointError(f"cannot build {arch!r} with in_channels={in_channels}: it has no nn.Conv2d")
+    key, conv = first
+    if conv.in_channels == in_channels:
+        return
+    if conv.groups != 1:
+        raise CheckpointError(
+            f"cannot build {arch!r} with in_channels={in_channels}: its first conv is grouped"
+        )
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    parent_name, _, attr = key.removesuffix(".weight").rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+
+
+def _inferred(
+    model: nn.Module, state: Mapping[str, Tensor], num_classes: int | None, in_channels: int | None
+) -> dict[str, int]:
+    """num_classes / in_channels the weights imply where they were not given and differ from ``model``'s."""
+    found: dict[str, int] = {}
+    head = _head(model)
+    if num_classes is None and head is not None and head[0] in state and state[head[0]].dim() == 2:
+        if state[head[0]].shape[0] != head[1]:
+            found["num_classes"] = int(state[head[0]].shape[0])
+    first = _first_conv(model)
+    if in_channels is not None or first is None:
+        return found
+    key, conv = first
+    weight = state.get(key)
+    if weight is not None and weight.dim() == 4 and conv.groups == 1 and weight.shape[1] != conv.in_channels:
+        found["in_channels"] = int(weight.shape[1])
+    return found
+
+
+def _arch_hint(obj: Any) -> str | None:
+    """The architecture a training script's checkpoint names: ``timm:ARCH`` or ``torchvision:NAME`` (else None).
+
+    timm's ``train.py`` saves ``{"arch": NAME, "state_dict": ..., ...}``; torchvision's reference scripts save
+    ``{"model": ..., "args": Namespace(model=NAME, ...), ...}``.
+    """
+    if not isinstance(obj, Mapping):
+        return None
+    arch = obj.get("arch")
+    if isinstance(arch, str) and arch and isinstance(obj.get("state_dict"), Mapping):
+        return arch if arch.startswith(("timm:", "torchvision:")) else f"timm:{arch}"
+    args = obj.get("args")
+    name = getattr(args, "model", None) if isinstance(args, argparse.Namespace) else None
+    if isinstance(name, str) and name and isinstance(obj.get("model"), Mapping):
+        return f"torchvision:{name}"
+    return None
 
 
 def _device(map_location: Any) -> torch.device | None:
@@ -444,6 +532,7 @@ def load_checkpoint(
     pool: str | None = None,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    defaults: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
     map_location: Any = "cpu",
 ) -> Checkpoint:
@@ -453,8 +542,12 @@ def load_checkpoint(
         path: the file.
         arch: toolkit model name or ``torchvision:NAME``; required for state_dicts, checked against native metadata.
         pool: pooling kind to build with; for native files it overrides the recorded one (weights must still fit).
-        num_classes, in_channels: required to match native metadata; for state_dicts, num_classes defaults to the
-            head's size in the file.
+        num_classes, in_channels: required to match native metadata; for state_dicts they default to the sizes
+            in the weights (the head's outputs, the first conv's input channels).
+        defaults: ``arch`` / ``pool`` / ``num_classes`` / ``in_channels`` for a file that does not record its own
+            (state_dicts, TorchScript, pickles); unlike the arguments above, a native file ignores them. Used for
+            options given once for several checkpoints. For ``arch``, the architecture a training script's
+            checkpoint names (``arch`` of timm's, ``args.model`` of torchvision's) comes before the default.
         trust_pickle: allow unpickling arbitrary Python objects (can run code from the file).
         map_location: device for the model (``torch.load`` semantics for torch files).
 
@@ -466,6 +559,10 @@ def load_checkpoint(
             unexpected keys; shape mismatches; num_classes that does not fit the head.
     """
     path = Path(path)
+    fallback = dict(defaults or {})
+    unknown = sorted(set(fallback) - set(_BUILD_KEYS))
+    if unknown:
+        raise TypeError(f"unknown defaults {unknown}; valid: {', '.join(_BUILD_KEYS)}")
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
@@ -482,16 +579,17 @@ def load_checkpoint(
         except Exception as exc:
             raise CheckpointError(f"cannot read TorchScript archive {path}: {_first_line(exc)}") from None
         meta = CheckpointMeta(
-            arch=arch,
-            pool=pool,
-            num_classes=num_classes,
-            in_channels=in_channels,
+            arch=arch or fallback.get("arch"),
+            pool=pool or fallback.get("pool"),
+            num_classes=num_classes or fallback.get("num_classes"),
+            in_channels=in_channels or fallback.get("in_channels"),
             content_hash=content_hash(model.state_dict()),
             format="torchscript",
         )
         return Checkpoint(model.eval(), meta, path)
 
     recorded: dict[str, Any] | None = None
+    hint = None
     if kind == "safetensors":
         state, recorded = _read_safetensors(path)
         fmt = "native" if recorded is not None else "state_dict"
@@ -500,16 +598,24 @@ def load_checkpoint(
         fmt = "pickle" if was_pickle else "state_dict"
         if isinstance(obj, nn.Module) and not isinstance(obj, torch.jit.ScriptModule):
             meta = CheckpointMeta(
-                arch=arch or type(obj).__name__,
-                pool=pool,
-                num_classes=num_classes,
-                in_channels=in_channels,
+                arch=arch or fallback.get("arch") or type(obj).__name__,
+                pool=pool or fallback.get("pool"),
+                num_classes=num_classes or fallback.get("num_classes"),
+                in_channels=in_channels or fallback.get("in_channels"),
                 content_hash=content_hash(obj.state_dict()),
                 format=fmt,
             )
             return Checkpoint(obj.eval(), meta, path)
+        hint = _arch_hint(obj)
         state = _unwrap_state_dict(obj, path)
 
+    if recorded is None:
+        if arch is None and hint is not None:
+            logger.info("%s: architecture %r read from the checkpoint", path, hint)
+        arch = arch or hint or fallback.get("arch")
+        pool = pool if pool is not None else fallback.get("pool")
+        num_classes = num_classes if num_classes is not None else fallback.get("num_classes")
+        in_channels = in_channels if in_channels is not None else fallback.get("in_channels")
     if recorded is not None:
         for name, value in (("arch", arch), ("num_classes", num_classes), ("in_channels", in_channels)):
             _check_same(name, value, recorded.get(name), path)
@@ -533,15 +639,10 @@ def load_checkpoint(
     model = _build(build["arch"], build["pool"], build["num_classes"], build["in_channels"], options)
     if recorded is None:
         state = _match_prefixes(state, model.state_dict())
-        head = _head(model)
-        if (
-            num_classes is None
-            and head is not None
-            and head[0] in state
-            and state[head[0]].shape[0] != head[1]
-        ):
-            build["num_classes"] = int(state[head[0]].shape[0])
-            logger.info("%s: num_classes=%d read from the head %r", path, build["num_classes"], head[0])
+        found = _inferred(model, state, num_classes, in_channels)
+        if found:
+            logger.info("%s: %s read from the weights", path, ", ".join(f"{k}={v}" for k, v in found.items()))
+            build.update(found)
             model = _build(build["arch"], build["pool"], build["num_classes"], build["in_channels"])
     _load_into(model, state, path, build["num_classes"])
 

@@ -346,3 +346,132 @@ def test_round_trip_torchvision_with_swapped_pooling(tmp_path, generator):
     assert ckpt.meta.model_cfg["swap"] == {"strided_convs": True}
     x = torch.randn(1, 3, 32, 32, generator=generator)
     torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
+
+
+def test_in_channels_and_num_classes_are_read_from_the_weights(tmp_path, fake_models, generator):
+    torch.manual_seed(1)
+    model = TinyNet("max", num_classes=7, in_channels=1).eval()
+    torch.save(model.state_dict(), tmp_path / "gray.pt")
+    ckpt = load_checkpoint(tmp_path / "gray.pt", arch="tiny", pool="max")
+    assert (ckpt.meta.in_channels, ckpt.meta.num_classes) == (1, 7)
+    x = torch.randn(2, 1, 8, 8, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
+    # an explicit value that does not fit is still the named-key error, not silently replaced
+    with pytest.raises(
+        CheckpointError, match=r"'conv.weight': checkpoint \(4, 1, 3, 3\) vs model \(4, 3, 3, 3\)"
+    ):
+        load_checkpoint(tmp_path / "gray.pt", arch="tiny", pool="max", in_channels=3)
+
+
+def test_in_channels_read_for_toolkit_and_torchvision_archs(tmp_path, generator):
+    import torchvision
+
+    from robustbench_lift.models import build_model
+
+    torch.manual_seed(0)
+    convnet = build_model("convnet", pool="max", num_classes=10, in_channels=1).eval()
+    torch.save(convnet.state_dict(), tmp_path / "convnet.pt")
+    ckpt = load_checkpoint(tmp_path / "convnet.pt", arch="convnet", pool="max")
+    assert (ckpt.meta.in_channels, ckpt.meta.num_classes) == (1, 10)
+    x = torch.randn(2, 1, 28, 28, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), convnet(x), atol=0, rtol=0)
+
+    tv = torchvision.models.get_model("mobilenet_v3_small", weights=None, num_classes=5)
+    old = tv.features[0][0]
+    tv.features[0][0] = nn.Conv2d(1, old.out_channels, 3, stride=2, padding=1, bias=False)
+    tv.eval()
+    torch.save({"model": tv.state_dict()}, tmp_path / "tv.pth")
+    ckpt = load_checkpoint(tmp_path / "tv.pth", arch="torchvision:mobilenet_v3_small")
+    assert (ckpt.meta.in_channels, ckpt.meta.num_classes) == (1, 5)
+    x = torch.randn(2, 1, 32, 32, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), tv(x), atol=0, rtol=0)
+    # given explicitly, torchvision builds with that many input channels too
+    explicit = load_checkpoint(tmp_path / "tv.pth", arch="torchvision:mobilenet_v3_small", in_channels=1)
+    torch.testing.assert_close(explicit.model(x), tv(x), atol=0, rtol=0)
+
+
+def test_defaults_apply_to_external_files_only(tmp_path, fake_models):
+    native = save_checkpoint(tmp_path / "m.safetensors", _trained("max", num_classes=10))
+    torch.save(_trained("max", num_classes=6).state_dict(), tmp_path / "sd.pt")
+    defaults = {"arch": "tiny", "pool": "max", "num_classes": 6}
+    # a native file keeps what it records (the defaults would conflict with it)
+    assert load_checkpoint(native, defaults=defaults).meta.num_classes == 10
+    ckpt = load_checkpoint(tmp_path / "sd.pt", defaults=defaults)
+    assert (ckpt.meta.arch, ckpt.meta.num_classes) == ("tiny", 6)
+    # explicit arguments still beat the defaults, and a native file still checks them
+    with pytest.raises(CheckpointError, match=r"num_classes=6 given, but .* saved with num_classes=10"):
+        load_checkpoint(native, num_classes=6)
+    with pytest.raises(TypeError, match="unknown defaults"):
+        load_checkpoint(native, defaults={"colour": "red"})
+
+
+def _namespace(**kw):
+    import argparse
+
+    return argparse.Namespace(**kw)
+
+
+def test_training_script_checkpoints_load_without_trust_pickle(tmp_path, fake_models, generator):
+    model = _trained("max", num_classes=7)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 8, 8, generator=generator)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.StepLR(opt, 3)
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    timm_style = {
+        "epoch": 4,
+        "arch": "tiny",
+        "state_dict": model.state_dict(),
+        "state_dict_ema": ema,
+        "optimizer": opt.state_dict(),
+        "version": 2,
+        "args": _namespace(model="tiny", lr=0.1, sched="cosine", input_size=None, mean=[0.5, 0.5, 0.5]),
+        "metric": 0.5,
+    }
+    tv_style = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": sched.state_dict(),
+        "epoch": 4,
+        "args": _namespace(model="resnet18", lr=0.1, epochs=90, weights=None),
+    }
+    x = torch.randn(2, 3, 8, 8, generator=generator)
+    for name, obj in (("timm", timm_style), ("tv", tv_style)):
+        torch.save(obj, tmp_path / f"{name}.pth")
+        ckpt = load_checkpoint(tmp_path / f"{name}.pth", arch="tiny", pool="max")
+        assert ckpt.meta.format == "state_dict" and ckpt.meta.num_classes == 7
+        # the training weights, not the EMA copy
+        torch.testing.assert_close(ckpt.model(x), model(x), atol=0, rtol=0)
+    # the Namespace allowance is for that load only, not left in torch's global list
+    assert not any(g is __import__("argparse").Namespace for g in torch.serialization.get_safe_globals())
+
+
+class _Plain:
+    """Any class other than the allowed Namespace: the file is a full pickle."""
+
+
+@pytest.mark.parametrize("payload", ["evil_in_namespace", "other_class"])
+def test_namespace_allowance_refuses_everything_else(tmp_path, fake_models, payload):
+    target = tmp_path / "pwned"
+    value = _Evil(target) if payload == "evil_in_namespace" else _Plain()
+    obj = {"state_dict": _trained("max").state_dict(), "arch": "tiny", "args": _namespace(model=value)}
+    torch.save(obj, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match=r"full pickle.*NOT loaded"):
+        load_checkpoint(tmp_path / "x.pth", arch="tiny", pool="max")
+    assert not target.exists()
+
+
+def test_training_script_checkpoints_name_their_architecture(tmp_path, generator):
+    import torchvision
+
+    torch.manual_seed(0)
+    tv = torchvision.models.get_model("mobilenet_v3_small", weights=None, num_classes=3).eval()
+    obj = {"model": tv.state_dict(), "epoch": 1, "args": _namespace(model="mobilenet_v3_small", lr=0.5)}
+    torch.save(obj, tmp_path / "tv.pth")
+    ckpt = load_checkpoint(tmp_path / "tv.pth")
+    assert (ckpt.meta.arch, ckpt.meta.num_classes) == ("torchvision:mobilenet_v3_small", 3)
+    x = torch.randn(1, 3, 32, 32, generator=generator)
+    torch.testing.assert_close(ckpt.model(x), tv(x), atol=0, rtol=0)
+    # an explicit arch wins over the file's
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        load_checkpoint(tmp_path / "tv.pth", arch="torchvision:resnet18")

@@ -6,6 +6,11 @@ Examples::
         --suite cifar10-c --limit 1000 --out reports/fmnist
     robustbench-lift evaluate resnet18.pth --arch torchvision:resnet18 --num-classes 10 \\
         --dataset cifar10-c:~/data/CIFAR-10-C --clean-dataset cifar10:~/data --out reports/c10c
+    robustbench-lift evaluate ckpt/lift.safetensors r18.pth --arch - --arch timm:resnet18 --pool - --pool blur \\
+        --dataset cifar10:~/data --out reports/mixed
+
+``--arch``, ``--pool``, ``--num-classes`` and ``--in-channels`` are given once (for every external checkpoint;
+native ones keep what they record) or once per CKPT (``-``: none for that one).
 
 ``--suite`` (and ``--probe``) take comma lists; each entry is dispatched to the suite kind that accepts it
 (corruption suites are built in; perturbation suites and probes plug in through
@@ -122,13 +127,38 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     models.add_argument("--baseline", default=None, metavar="MODEL", help="the model that scores 100 in mCE")
     models.add_argument(
-        "--arch", default=None, help="architecture of an external state_dict (or torchvision:NAME)"
+        "--arch",
+        action="append",
+        type=_or_unset(str),
+        default=None,
+        metavar="ARCH",
+        help="architecture of an external checkpoint: a toolkit model, torchvision:NAME or timm:NAME; once (every "
+        "external CKPT) or once per CKPT ('-': none for that one)",
     )
     models.add_argument(
-        "--pool", default=None, help="pooling of an external state_dict (swapped in when given)"
+        "--pool",
+        action="append",
+        type=_or_unset(str),
+        default=None,
+        help="pooling to build with (swapped in); once (every external CKPT) or once per CKPT (a native CKPT is "
+        "then rebuilt with it)",
     )
-    models.add_argument("--num-classes", type=positive_int, default=None, metavar="K")
-    models.add_argument("--in-channels", type=positive_int, default=None, metavar="C")
+    models.add_argument(
+        "--num-classes",
+        action="append",
+        type=_or_unset(positive_int),
+        default=None,
+        metavar="K",
+        help="head outputs (default: read from the weights); once or once per CKPT",
+    )
+    models.add_argument(
+        "--in-channels",
+        action="append",
+        type=_or_unset(positive_int),
+        default=None,
+        metavar="C",
+        help="input channels (default: read from the weights); once or once per CKPT",
+    )
     models.add_argument(
         "--input-size", type=parse_ints, default=None, metavar="H[,W]", help="override input size"
     )
@@ -177,6 +207,45 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     for hook in EXTRA_OPTIONS:
         hook(p)
     return p
+
+
+#: Stands for "not given for this checkpoint" in a per-checkpoint list of --arch/--pool/--num-classes/--in-channels.
+UNSET = "-"
+
+
+def _or_unset(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that reads ``-`` as None (not given for this checkpoint) and anything else with ``parse``."""
+
+    def convert(text: str) -> Any:
+        return None if text == UNSET else parse(text)
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _build_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--arch/--pool/--num-classes/--in-channels as ``evaluate`` takes them: a value, or one per checkpoint."""
+    n = len(args.checkpoints)
+    out: dict[str, Any] = {}
+    for flag, key in (
+        ("--arch", "arch"),
+        ("--pool", "pool"),
+        ("--num-classes", "num_classes"),
+        ("--in-channels", "in_channels"),
+    ):
+        values = getattr(args, key)
+        if values is None:
+            out[key] = None
+        elif len(values) == 1:
+            out[key] = values[0]
+        elif len(values) == n:
+            out[key] = list(values)
+        else:
+            raise UsageError(
+                f"{flag} given {len(values)} times for {n} checkpoints: give it once (for every external "
+                f"checkpoint) or once per checkpoint ({UNSET!r}: none for that one)"
+            )
+    return out
 
 
 def _format_summary(table: Any) -> str:
@@ -253,6 +322,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.name is not None and len(args.name) != len(args.checkpoints):
         raise UsageError(f"--name given {len(args.name)} times for {len(args.checkpoints)} checkpoints")
+    build = _build_options(args)
     executor = _executor(args)
     # probes are suites of their own kind; with --probe alone only the probes run
     suites: list[Any] = list(args.suite or []) + check_probes(args.probe or [])
@@ -285,10 +355,7 @@ def run(args: argparse.Namespace) -> int:
         jpeg_storage=not args.no_jpeg_storage,
         clean_dataset=args.clean_dataset,
         n_boot=args.n_boot,
-        arch=args.arch,
-        pool=args.pool,
-        num_classes=args.num_classes,
-        in_channels=args.in_channels,
+        **build,
         trust_pickle=args.trust_pickle,
         input_size=None if args.input_size is None else (args.input_size * 2)[:2],
         mean=args.mean,

@@ -159,10 +159,10 @@ def evaluate(
     jpeg_storage: bool = True,
     clean_dataset: Any = None,
     n_boot: int = 1000,
-    arch: str | None = None,
-    pool: str | None = None,
-    num_classes: int | None = None,
-    in_channels: int | None = None,
+    arch: str | Sequence[str | None] | None = None,
+    pool: str | Sequence[str | None] | None = None,
+    num_classes: int | Sequence[int | None] | None = None,
+    in_channels: int | Sequence[int | None] | None = None,
     trust_pickle: bool = False,
     input_size: int | Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
@@ -189,7 +189,10 @@ def evaluate(
             it, the published generator's last step (False skips it; no row is then AlexNet-normalised).
         clean_dataset: clean images for a pre-generated set (spec or dataset) - gives clean error and relative mCE.
         n_boot: bootstrap resamples for the CIs (0: none).
-        arch, pool, num_classes, in_channels, trust_pickle: how to load external checkpoints.
+        arch, pool, num_classes, in_channels, trust_pickle: how to load checkpoint files. Each of the first four is
+            one value (with several checkpoints: for every external one; native files keep what they record) or a
+            list with one value per checkpoint (None: not given for that one; a native file checks it against its
+            metadata, and rebuilds with a given pool); see ``evaluation.models.per_checkpoint``.
         input_size, mean, std: override every model's preprocessing (for checkpoints without metadata: by
             default such a model sees the data at its own size, without normalisation).
         command: the command line recorded in the manifest (default: ``sys.argv``).

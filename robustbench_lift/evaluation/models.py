@@ -158,25 +158,64 @@ def _safe_name(text: str) -> str:
     return cleaned[:128] or "model"
 
 
+#: The build options a checkpoint path can be given (once, or once per checkpoint).
+BUILD_OPTIONS = ("arch", "pool", "num_classes", "in_channels")
+
+
+def per_checkpoint(options: dict[str, Any], count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Split build options into ``(explicit, defaults)`` for each of ``count`` checkpoints.
+
+    A value is either one value or a list/tuple of ``count`` values (None in it: not given for that checkpoint).
+    A list is per checkpoint, and so is a single value when there is one checkpoint: explicit, so a native
+    checkpoint checks arch/num_classes/in_channels against its metadata (a conflict is an error) and is rebuilt
+    with the given pool. A single value for several checkpoints is a default: every external checkpoint (state_dict,
+    TorchScript, pickle) uses it, native ones keep what they record.
+    """
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}) for _ in range(count)]
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if len(value) == 1 and count != 1:
+                value = value[0]
+            elif len(value) != count:
+                raise ValueError(
+                    f"{key} given {len(value)} times for {count} checkpoints: give it once (for every external "
+                    "checkpoint) or once per checkpoint"
+                )
+            else:
+                for i, v in enumerate(value):
+                    if v is not None:
+                        out[i][0][key] = v
+                continue
+        for explicit, defaults in out:
+            (explicit if count == 1 else defaults)[key] = value
+    return out
+
+
 def load_models(
     checkpoints: Sequence[Any],
     *,
     names: Sequence[str] | None = None,
-    arch: str | None = None,
-    pool: str | None = None,
-    num_classes: int | None = None,
-    in_channels: int | None = None,
+    arch: str | Sequence[str | None] | None = None,
+    pool: str | Sequence[str | None] | None = None,
+    num_classes: int | Sequence[int | None] | None = None,
+    in_channels: int | Sequence[int | None] | None = None,
     trust_pickle: bool = False,
 ) -> list[ModelEntry]:
     """Turn checkpoint paths, ``Checkpoint`` objects, ``nn.Module`` s or ``ModelEntry`` s into named entries.
 
     Names default to the checkpoint's file stem (the architecture for modules), made file-name safe and unique;
-    explicit ``names`` must already be valid.
+    explicit ``names`` must already be valid. ``arch``, ``pool``, ``num_classes`` and ``in_channels`` say how to
+    build checkpoint paths: one value, or one per checkpoint (see :func:`per_checkpoint` for which applies where).
     """
     if not checkpoints:
         raise ValueError("evaluate needs at least one checkpoint or model")
     if names is not None and len(names) != len(checkpoints):
         raise ValueError(f"{len(names)} names given for {len(checkpoints)} models")
+    build = per_checkpoint(
+        {"arch": arch, "pool": pool, "num_classes": num_classes, "in_channels": in_channels}, len(checkpoints)
+    )
     entries: list[ModelEntry] = []
     for i, item in enumerate(checkpoints):
         given = names[i] if names is not None else None
@@ -194,14 +233,8 @@ def load_models(
             path = Path(item)
             if not path.exists():
                 raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-            ckpt = load_checkpoint(
-                path,
-                arch=arch,
-                pool=pool,
-                num_classes=num_classes,
-                in_channels=in_channels,
-                trust_pickle=trust_pickle,
-            )
+            explicit, defaults = build[i]
+            ckpt = load_checkpoint(path, **explicit, defaults=defaults, trust_pickle=trust_pickle)
             entry = _entry_from_checkpoint(ckpt, given)
         else:
             raise TypeError(

@@ -158,8 +158,12 @@ def build_model(
     """Build a registered architecture with every downsampling point made by ``create_pool(pool, channels)``.
 
     Args:
-        name: a registered model (see :func:`list_models`).
-        pool: a registered pooling kind (see :func:`robustbench_lift.layers.pools.list_pools`).
+        name: a registered model (see :func:`list_models`), or ``timm:NAME`` for any timm classifier (optional
+            extra ``timm``; built without weights, its pooling put in through timm's ``aa_layer`` hook where the
+            model has one, by :func:`~robustbench_lift.models.swap.swap_pooling` otherwise; see
+            :mod:`robustbench_lift.models.timm_models`).
+        pool: a registered pooling kind (see :func:`robustbench_lift.layers.pools.list_pools`); for ``timm:NAME``,
+            None keeps timm's own pooling.
         num_classes: size of the output layer.
         in_channels: channels of the input images (1 for grayscale, 3 for RGB).
         pool_kwargs: options passed to every pool (e.g. ``{"kernel_size": 3}`` for ``lift``).
@@ -172,6 +176,24 @@ def build_model(
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}: {name!r}")
+    if name.startswith("timm:"):
+        from robustbench_lift.models.timm_models import build_timm_model
+
+        if pool is not None and not isinstance(pool, str):
+            raise TypeError(f"pool must be a pooling name or None, got {type(pool).__name__}: {pool!r}")
+        model = build_timm_model(
+            name,
+            pool,
+            _check_positive_int("num_classes", num_classes),
+            _check_positive_int("in_channels", in_channels),
+            pool_kwargs=pool_kwargs,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            **kwargs,
+        )
+        model.default_cfg = _plain(model.default_cfg)
+        return model
     builder = MODELS.get(name)
     if not isinstance(pool, str):
         raise TypeError(f"pool must be a pooling name, got {type(pool).__name__}: {pool!r}")

@@ -109,3 +109,48 @@ def test_evaluate_has_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch)
     with pytest.raises(Stop):
         cmd.run(args)
     assert seen["progress"] is False  # pytest captures stderr: not a TTY
+
+
+def test_build_option_counts_must_be_one_or_one_per_checkpoint(tmp_path, capsys):
+    argv = [
+        "evaluate",
+        "a.pt",
+        "b.pt",
+        "c.pt",
+        "--arch",
+        "convnet",
+        "--arch",
+        "vgg11",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--arch given 2 times for 3 checkpoints" in err and "once per checkpoint" in err
+    assert "Traceback" not in err
+    argv = ["evaluate", "a.pt", "b.pt", "--num-classes", "10", "--num-classes", "-", "--num-classes", "3"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    assert "--num-classes given 3 times for 2 checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_build_options_reach_evaluate_once_or_per_checkpoint(monkeypatch):
+    import robustbench_lift.commands.evaluate as cmd
+    from robustbench_lift.cli import build_parser
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_evaluate(*a, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr("robustbench_lift.evaluation.evaluate", fake_evaluate)
+    argv = ["evaluate", "a.safetensors", "b.pt", "--arch", "-", "--arch", "timm:resnet18", "--pool", "blur"]
+    args = build_parser().parse_args([*argv, "--num-classes", "-", "--num-classes", "7", "--out", "x"])
+    with pytest.raises(Stop):
+        cmd.run(args)
+    assert seen["arch"] == [None, "timm:resnet18"] and seen["num_classes"] == [None, 7]
+    assert seen["pool"] == "blur" and seen["in_channels"] is None

@@ -149,3 +149,35 @@ def test_cli_class_mismatch_and_refusals(tmp_path, checkpoint, capsys):
     assert "'..' components" in capsys.readouterr().err
     assert main([*base[:-1], str(tmp_path / "bad name")]) == 2
     assert "invalid run name" in capsys.readouterr().err
+
+
+def test_native_and_external_checkpoints_in_one_run(tmp_path, checkpoint, capsys):
+    """Build options once (every external CKPT) or once per CKPT; sizes of state_dicts read from the weights."""
+    torch.manual_seed(1)
+    gray = tmp_path / "gray-avg.pt"  # 1-channel convnet state_dict: no --in-channels needed
+    torch.save(build_model("convnet", pool="avg", num_classes=10, in_channels=1).state_dict(), gray)
+    r10 = tmp_path / "r10.pth"
+    torch.save(build_model("timm:resnet10t", pool=None, num_classes=10, in_channels=1).state_dict(), r10)
+    small = ["--dataset", "fashion-mnist", "--corruptions", "contrast", "--severities", "1", "--limit", "8"]
+    small += ["--no-progress", "--n-boot", "10", "--input-size", "28"]
+
+    # once: the native checkpoint keeps its own arch and pool, the state_dict gets them
+    argv = ["evaluate", str(checkpoint), str(gray), "--arch", "convnet", "--pool", "avg", *small]
+    assert main([*argv, "--out", str(tmp_path / "once")]) == 0
+    df = RunStore(tmp_path / "once").read_results()
+    pooling = df.groupby("model")["pooling"].first().to_dict()
+    assert pooling == {"convnet-max": "max", "gray-avg": "avg"}
+
+    # per checkpoint, '-' for the native one
+    argv = ["evaluate", str(checkpoint), str(gray), str(r10), "--arch", "-", "--arch", "convnet"]
+    argv += ["--arch", "timm:resnet10t", "--pool", "-", "--pool", "avg", "--pool", "-", *small]
+    assert main([*argv, "--out", str(tmp_path / "each")]) == 0
+    df = RunStore(tmp_path / "each").read_results()
+    archs = df.groupby("model")["arch"].first().to_dict()
+    assert archs == {"convnet-max": "convnet", "gray-avg": "convnet", "r10": "timm:resnet10t"}
+
+    # an explicit value that contradicts a native checkpoint: a clear error, exit 2
+    capsys.readouterr()
+    argv = ["evaluate", str(checkpoint), str(gray), "--arch", "vgg11", "--arch", "convnet", *small]
+    assert main([*argv, "--out", str(tmp_path / "bad")]) == 2
+    assert "arch='vgg11' given, but" in capsys.readouterr().err

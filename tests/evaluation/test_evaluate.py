@@ -626,3 +626,16 @@ def test_unknown_corruption_among_known_ones_is_refused():
     models = load_models([Tiny()])
     with pytest.raises(ValueError, match=r"no suite of the run has the corruption\(s\) \['gausian_noise'\]"):
         plan_cells(models, ["cifar10-c"], _data(), corruptions=["fog", "gausian_noise"])
+
+
+def test_per_checkpoint_build_options():
+    from robustbench_lift.evaluation.models import per_checkpoint
+
+    # once for several checkpoints: a default (native files ignore it); per checkpoint: explicit, None skipped
+    got = per_checkpoint({"arch": "convnet", "pool": ["max", None], "num_classes": None}, 2)
+    assert got == [({"pool": "max"}, {"arch": "convnet"}), ({}, {"arch": "convnet"})]
+    # with one checkpoint a single value is that checkpoint's own, so a native file checks it
+    assert per_checkpoint({"arch": "convnet"}, 1) == [({"arch": "convnet"}, {})]
+    assert per_checkpoint({"in_channels": [1]}, 3) == [({}, {"in_channels": 1})] * 3
+    with pytest.raises(ValueError, match="arch given 2 times for 3 checkpoints"):
+        per_checkpoint({"arch": ["a", "b"]}, 3)
