@@ -245,10 +245,7 @@ def write_corrupted(
         labels_path = out / "labels.npy"
         if labels_all is None and not labels_path.is_file():
             labels_all = np.concatenate(
-                [
-                    _batch(dataset, positions[i : i + batch_size])[1].numpy()
-                    for i in range(0, n, batch_size)
-                ]
+                [_batch(dataset, positions[i : i + batch_size])[1].numpy() for i in range(0, n, batch_size)]
             )
         if labels_all is not None:
             _save_npy_atomic(labels_path, np.tile(labels_all.astype(np.int64), 5))
