@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.junit:
-        Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.junit).write_text(junit_xml(results), encoding="utf-8")
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(Path(args.junit), junit_xml(results))
     if args.json:
         print(json.dumps(as_records(results), indent=2))
     else:

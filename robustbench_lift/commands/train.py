@@ -127,7 +127,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum for SGD")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4 SGD, 0.05 AdamW")
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="weight decay (default: 5e-4 SGD, 0.05 AdamW)"
+    )
     p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up, then cosine decay")
     p.add_argument(
         "--label-smoothing", type=float, default=0.0, help="label smoothing of the loss, in [0, 1)"
