@@ -265,7 +265,7 @@ class RunStore:
             self._remove_if_unused()
 
     def _remove_if_unused(self) -> None:
-        """After a refused or failed first session: remove the folders acquire() created if no result was stored.
+        """After a refused or failed first use: remove the folders acquire() created if no result was stored.
 
         A refusal (bad option, unknown baseline, ...) must not leave an empty run directory behind; a run that
         stored at least one cell is kept so that it can be resumed.

@@ -296,7 +296,7 @@ def evaluate(
         info["skipped_image_files"] = int(skipped_files)
 
     if baseline is not None:
-        # refuse an unknown baseline before the manifest records a new session
+        # refuse an unknown baseline before the manifest is written
         stored = {} if new_run else (store.read_manifest() or {}).get("config", {}).get("models", {})
         _choose_baseline(
             baseline, order=[m.name for m in models] + sorted(stored), models={**stored, **config["models"]}

@@ -96,7 +96,7 @@ def test_train_refuses_an_out_suffix_it_would_not_write(tmp_path, capsys):
         assert not list(tmp_path.iterdir())
 
 
-def test_a_failed_first_session_removes_the_folders_the_store_made(tmp_path):
+def test_a_failed_first_use_removes_the_folders_the_store_made(tmp_path):
     import numpy as np
 
     from robustbench_lift.store import RunStore
