@@ -177,13 +177,22 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)"
     )
     run_.add_argument(
-        "--workers", type=non_negative_int, default=0, metavar="W", help="data-loading processes (0: none)"
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        metavar="W",
+        help="data-loading processes (0: load in this process)",
     )
     run_.add_argument(
         "--seed", type=int, default=0, help="seed of the corruptions, the --limit subset and the bootstrap"
     )
     run_.add_argument(
-        "--amp", nargs="?", const="bf16", default=None, choices=("bf16", "fp16"), help="CUDA autocast"
+        "--amp",
+        nargs="?",
+        const="bf16",
+        default=None,
+        choices=("bf16", "fp16"),
+        help="CUDA autocast (bf16 when given alone)",
     )
     run_.add_argument(
         "--channels-last", action="store_true", help="NHWC memory format (often faster on GPUs)"
