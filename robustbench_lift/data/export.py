@@ -196,6 +196,8 @@ def write_corrupted(
         "class_names": [str(c) for c in dataset.class_names],
         "jpeg_quality": JPEG_QUALITY if fmt == "jpeg-folders" else None,
     }
+    if n < len(dataset):  # which images: a set written from the first N (older versions) is not resumed
+        meta["subset"] = "seeded random (select_indices)"
     meta_path = out / META_FILE
     if meta_path.is_file() and not overwrite:
         try:

@@ -44,6 +44,7 @@ def test_cifar10_c_layout_round_trip(tmp_path):
     ]
     meta = json.loads((tmp_path / "corrupt_meta.json").read_text())
     assert meta["suite"] == "cifar10-c" and meta["corruptions"] == ["contrast", "fog"] and meta["seed"] == 3
+    assert meta["subset"] == "seeded random (select_indices)"
 
     pre = open_dataset(f"cifar10-c:{tmp_path}")
     assert pre.corruptions == ("fog", "contrast") and pre.image_size == (32, 32)
