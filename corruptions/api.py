@@ -161,6 +161,7 @@ def corrupt(
 
     if backend == "reference":
         from . import reference  # imported on use: it loads the reference package lazily
+
         if not any(s == get_suite(r) for r in reference.REFERENCE_SUITES):
             raise ValueError(
                 "backend 'reference' (imagecorruptions) only implements the built-in suites "

@@ -28,6 +28,7 @@ Formats understood by :func:`load_checkpoint` (recognised by content, not by fil
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import logging
@@ -412,6 +413,14 @@ def _build(
 
         name = arch.split(":", 1)[1]
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        known = torchvision.models.list_models(module=torchvision.models)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+            hint = f"did you mean {', '.join('torchvision:' + c for c in close)}?" if close else ""
+            raise CheckpointError(
+                f"cannot build {arch!r}: {name!r} is not a torchvision classification model; {hint} "
+                "(torchvision.models.list_models() lists them all)".replace("; (", " (")
+            )
         try:
             model = torchvision.models.get_model(name, weights=None, **kwargs)
         except ValueError as exc:
@@ -631,7 +640,7 @@ def load_checkpoint(
     else:
         if not arch:
             raise CheckpointError(
-                f"{path} is a plain state_dict without metadata: pass arch=... (and pool=...)"
+                f"{path} is a plain state_dict without metadata: pass arch=... (and pool=...; CLI: --arch, --pool): a toolkit model, torchvision:NAME or timm:NAME"
             )
         build = {"arch": arch, "pool": pool, "num_classes": num_classes, "in_channels": in_channels}
         options: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "atomic_path", "atomic_dir", "atomic_write_bytes", "fsync_dir"]
+__all__ = ["TMP_PREFIX", "atomic_path", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "fsync_dir"]
 
 #: Prefix of every temporary file, so that leftovers of a killed process can be recognised and removed.
 TMP_PREFIX = ".tmp-"
@@ -86,3 +86,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); e.g. ``df.to_csv()``'s string, HTML."""
+    atomic_write_bytes(path, text.encode(encoding))

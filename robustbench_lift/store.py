@@ -200,6 +200,7 @@ class RunStore:
             raise ValueError(f"invalid run directory {os.fspath(path)!r}: '..' components are not allowed")
         self._lock: FileLock | None = None
         self._manifest: dict[str, Any] | None = None
+        self._created: list[Path] = []  # folders acquire() made, innermost first (removed again on a refusal)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -236,6 +237,7 @@ class RunStore:
         """Take the run's lock without waiting; raise :class:`RunLockedError` if another process holds it."""
         if self.locked:
             return self
+        self._created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.lock_path, timeout=0)
         try:
@@ -257,8 +259,25 @@ class RunStore:
     def __enter__(self) -> RunStore:
         return self.acquire()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.release()
+        if exc_type is not None:
+            self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """After a refused or failed first use: remove the folders acquire() created if no result was stored.
+
+        A refusal (bad option, unknown baseline, ...) must not leave an empty run directory behind; a run that
+        stored at least one cell is kept so that it can be resumed.
+        """
+        if not self._created or self._has_cells() or self.results_path.exists():
+            return
+        if self.path in self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        for folder in self._created[1:]:
+            with contextlib.suppress(OSError):  # only empty parents; another process may have written there
+                folder.rmdir()
+        self._created = []
 
     def _require_lock(self) -> None:
         if not self.locked:

@@ -1,8 +1,13 @@
-"""Argument types shared by the subcommands (``type=`` callables for argparse)."""
+"""Argument types, help texts and the help formatter shared by the subcommands.
+
+Nothing here imports torch or the evaluation stack at module import: ``--help`` must stay fast, so a ``type=``
+callable that needs a heavy module imports it when it is called.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 __all__ = [
     "UsageError",
@@ -12,7 +17,63 @@ __all__ = [
     "positive_int",
     "non_negative_int",
     "device_name",
+    "HelpFormatter",
+    "REPORTS_ROOT",
+    "OUT_HELP",
+    "LIMIT_HELP",
+    "run_path",
+    "add_limit",
 ]
+
+#: Where a bare NAME given for a run or report folder lives (``--out NAME`` means ``reports/NAME``).
+REPORTS_ROOT = "reports"
+
+#: The sentence every option or argument resolved by :func:`run_path` ends its help with.
+OUT_HELP = f"a bare NAME means {REPORTS_ROOT}/NAME; a path (with a /) is used as given"
+
+#: The help of ``--limit`` wherever it selects evaluation images (``evaluate``, ``corrupt``, ``demo``).
+LIMIT_HELP = (
+    "a seeded random subset of N images (the same N and --seed pick the same images in evaluate and corrupt)"
+)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and appends ``(default: X)`` to an option's help where it says something.
+
+    Nothing is appended when the help already states its default, for flags (``store_true`` / ``--no-*``) and for
+    a default of ``None``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text.lower()
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or action.nargs == 0
+            or not action.option_strings
+            or isinstance(action.default, bool)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def run_path(text: str) -> str:
+    """A run or report folder: a bare ``NAME`` means ``reports/NAME``; a path (with a separator) is kept.
+
+    The one rule for every command, so that ``evaluate --out runA`` writes ``reports/runA`` and ``report runA`` /
+    ``check runA`` / ``compare runA runB`` read it back.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("expected a folder name or path, got an empty string")
+    if os.path.isabs(text) or "/" in text or os.sep in text or text in (".", ".."):
+        return text
+    return os.path.join(REPORTS_ROOT, text)
+
+
+def add_limit(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--limit N`` with the one meaning and help text evaluate and corrupt share."""
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help=LIMIT_HELP)
 
 
 class UsageError(Exception):

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._args import OUT_HELP, HelpFormatter, run_path
+
 __all__ = ["register", "run"]
 
 
@@ -31,10 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mean_corruption_error, held_out_mean_corruption_error, mfr, mfp, mt5d, mt5d_normalised, "
             "crop_consistency, circular_consistency, reconstruction_psnr (with [suite] / [pair] suffixes when a "
             "run holds several). Thresholds are in the metric's unit (percentage points for % metrics) or, with a "
-            "'%%' suffix, relative to the baseline value."
+            "'%' suffix, relative to the baseline value."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("run", metavar="RUN", help="run directory, results.csv or summary.csv")
+    p.add_argument(
+        "run", type=run_path, metavar="RUN", help=f"run directory, results.csv or summary.csv: {OUT_HELP}"
+    )
     p.add_argument("--baseline", required=True, metavar="FILE", help="baseline file (.json or .csv)")
     p.add_argument(
         "--max-drop",
@@ -114,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.junit:
-        Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.junit).write_text(junit_xml(results), encoding="utf-8")
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(Path(args.junit), junit_xml(results))
     if args.json:
         print(json.dumps(as_records(results), indent=2))
     else:

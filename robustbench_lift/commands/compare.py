@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import OUT_HELP, HelpFormatter, run_path
+
 __all__ = ["register", "run"]
 
 
@@ -21,14 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="differences B - A between two runs, with paired bootstrap CIs where the same images were used",
         description=(
             "For every model present in both runs, print delta = B - A of each metric (percentage points for "
-            "rates) with a 95 %% CI and whether it is significant (CI excludes 0). Per-cell error differences use "
+            "rates) with a 95 % CI and whether it is significant (CI excludes 0). Per-cell error differences use "
             "a paired bootstrap over images when both runs stored per-sample cells for the same images; otherwise "
             "an unpaired normal approximation from the runs' CIs."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("run_a", metavar="RUN_A", help="first run directory (or results.csv)")
-    p.add_argument("run_b", metavar="RUN_B", help="second run directory (or results.csv)")
-    p.add_argument("--out", metavar="CSV", help="write the full comparison (every shared row) as CSV")
+    p.add_argument(
+        "run_a", type=run_path, metavar="RUN_A", help=f"first run directory (or results.csv): {OUT_HELP}"
+    )
+    p.add_argument(
+        "run_b", type=run_path, metavar="RUN_B", help=f"second run directory (or results.csv): {OUT_HELP}"
+    )
+    p.add_argument(
+        "--out",
+        metavar="CSV",
+        help="write the full comparison (every shared row) as CSV, to this path as given",
+    )
     p.add_argument("--json", action="store_true", help="print the full comparison as JSON instead of a table")
     p.add_argument("--all", action="store_true", help="print every shared row, not only the headline metrics")
     p.add_argument(

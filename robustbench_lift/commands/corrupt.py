@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robustbench_lift.commands._args import parse_ints, parse_list, positive_int
+from robustbench_lift.commands._args import HelpFormatter, add_limit, parse_ints, parse_list, positive_int
 
 #: ``--format`` choices (the layouts of ``robustbench_lift.data.export``).
 FORMATS = ("npy", "jpeg-folders")
@@ -45,29 +45,40 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="write a corrupted copy of a dataset (CIFAR-10-C .npy or ImageNet-C JPEG folders)",
         description=__doc__.split("\n\n")[0],
         epilog="See the module documentation for the layouts.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--dataset", required=True, help="dataset spec, e.g. cifar10:ROOT, fashion-mnist, imagefolder:ROOT"
     )
     p.add_argument("--suite", default="cifar10-c", help="corruption suite: cifar10-c (default) or imagenet-c")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder of the corrupted set, used as given (read it back with --dataset cifar10-c:DIR)",
+    )
     p.add_argument(
         "--corruptions", type=parse_list, default=None, help="comma-separated (default: the whole suite)"
     )
     p.add_argument(
         "--severities", type=parse_ints, default=[1, 2, 3, 4, 5], help="e.g. 1,3,5 or 1-5 (default)"
     )
-    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
-    p.add_argument("--seed", type=int, default=0)
+    add_limit(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions and of the --limit subset")
     p.add_argument(
         "--format", choices=FORMATS, default=None, help="default: npy for cifar10-c, jpeg-folders otherwise"
     )
     p.add_argument(
         "--image-size", type=positive_int, default=None, help="resize + centre-crop imagefolder images"
     )
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--backend", choices=["torch", "reference"], default="torch")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which split of the dataset")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images corrupted at once")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "reference"],
+        default="torch",
+        help="corruption engine (reference: the imagecorruptions package, imagenet-c only)",
+    )
     p.add_argument("--gallery", default=None, metavar="PNG", help="also write a gallery of the first image")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     return p

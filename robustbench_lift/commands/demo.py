@@ -16,19 +16,22 @@ from __future__ import annotations
 import argparse
 import math
 
-from ._args import device_name, positive_int
+from ._args import LIMIT_HELP, OUT_HELP, HelpFormatter, device_name, positive_int, run_path
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "PROFILE_NAMES"]
+
+#: ``--profile`` choices, written out here so that ``--help`` does not import torch (a test checks them against
+#: ``robustbench_lift.demo.PROFILES``).
+PROFILE_NAMES = ("default", "quick", "ci")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from robustbench_lift.demo import PROFILES
-
     p = subparsers.add_parser(
         "demo",
         help="train lift/max/avg/blur ConvNets on Fashion-MNIST, evaluate them, write the comparative report",
         description=__doc__.split("\n\n")[0],
         epilog="Re-running the same command resumes: finished checkpoints and evaluation cells are reused.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--quick",
@@ -37,15 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--profile",
-        choices=list(PROFILES),
+        choices=PROFILE_NAMES,
         default=None,
         help="amount of work: default (~10 min on 2 CPU cores), quick (~2 min), ci (the tiny regression-gate run)",
     )
     p.add_argument(
         "--out",
         default=None,
+        type=run_path,
         metavar="DIR",
-        help="output folder (default: reports/demo, reports/demo-quick with --quick, reports/ci-gate with ci)",
+        help=f"output folder: {OUT_HELP} (default: reports/demo, reports/demo-quick with --quick, "
+        "reports/ci-gate with ci)",
     )
     p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="training epochs per model")
     p.add_argument(
@@ -53,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="evaluate on a seeded subset of N test images",
+        help=LIMIT_HELP,
     )
     p.add_argument(
         "--limit-train",

@@ -27,13 +27,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ._args import (
+    OUT_HELP,
+    HelpFormatter,
     UsageError,
+    add_limit,
     device_name,
     non_negative_int,
     parse_floats,
     parse_ints,
     parse_list,
     positive_int,
+    run_path,
 )
 
 __all__ = ["register", "run", "EXTRA_OPTIONS", "parse_list", "parse_ints"]
@@ -49,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate checkpoints on corruption suites (resumable run directory, results.csv)",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (.safetensors, .pt/.pth, ...)"
@@ -64,9 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     data.add_argument(
         "--clean-dataset", default=None, metavar="DATASET", help="clean images for a pre-generated -C set"
     )
-    data.add_argument(
-        "--limit", type=positive_int, default=None, metavar="N", help="a seeded random subset of N images"
-    )
+    add_limit(data)
     data.add_argument(
         "--strict", action="store_true", help="unreadable image files are fatal instead of skipped"
     )
@@ -93,8 +95,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="P[,P...]",
         help="probes to run too (e.g. shift,reconstruction); alone, only the probes run",
     )
-    suite.add_argument("--corruptions", type=parse_list, default=None, metavar="C[,C...]")
-    suite.add_argument("--severities", type=parse_ints, default=None, metavar="1,3,5|1-5")
+    suite.add_argument(
+        "--corruptions",
+        type=parse_list,
+        default=None,
+        metavar="C[,C...]",
+        help="only these corruptions of the suites (default: all of them)",
+    )
+    suite.add_argument(
+        "--severities",
+        type=parse_ints,
+        default=None,
+        metavar="1,3,5|1-5",
+        help="only these severities, 1..5 (default: all five)",
+    )
     suite.add_argument("--backend", default="torch", choices=("torch", "reference"), help="corruption engine")
     adv = p.add_argument_group("adversarial suites (pgd-linf, pgd-l2, autoattack-linf, autoattack-l2)")
     adv.add_argument(
@@ -172,22 +186,35 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--trust-pickle", action="store_true", help="allow full pickles (runs code from the file)"
     )
     run_ = p.add_argument_group("execution")
-    run_.add_argument(
-        "--out", required=True, metavar="DIR", help="run directory (a bare NAME means reports/NAME)"
-    )
+    run_.add_argument("--out", required=True, type=run_path, metavar="DIR", help=f"run directory: {OUT_HELP}")
     run_.add_argument("--new-run", action="store_true", help="discard what DIR holds instead of resuming")
-    run_.add_argument("--batch-size", type=positive_int, default=128, metavar="B")
+    run_.add_argument(
+        "--batch-size", type=positive_int, default=128, metavar="B", help="images per forward pass"
+    )
     run_.add_argument(
         "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)"
     )
     run_.add_argument(
-        "--workers", type=non_negative_int, default=0, metavar="W", help="data-loading processes"
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        metavar="W",
+        help="data-loading processes (0: load in this process)",
     )
-    run_.add_argument("--seed", type=int, default=0)
     run_.add_argument(
-        "--amp", nargs="?", const="bf16", default=None, choices=("bf16", "fp16"), help="CUDA autocast"
+        "--seed", type=int, default=0, help="seed of the corruptions, the --limit subset and the bootstrap"
     )
-    run_.add_argument("--channels-last", action="store_true")
+    run_.add_argument(
+        "--amp",
+        nargs="?",
+        const="bf16",
+        default=None,
+        choices=("bf16", "fp16"),
+        help="CUDA autocast (bf16 when given alone)",
+    )
+    run_.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory format (often faster on GPUs)"
+    )
     run_.add_argument(
         "--n-boot", type=non_negative_int, default=1000, metavar="B", help="bootstrap resamples for CIs"
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import OUT_HELP, HelpFormatter, run_path
+
 __all__ = ["register", "run"]
 
 
@@ -24,9 +26,22 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "self-contained report.html and a short report.md. Models whose names collide across runs are "
             "renamed NAME@RUN."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (or its results.csv)")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the report files")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        type=run_path,
+        metavar="RUN",
+        help=f"run directory (or its results.csv): {OUT_HELP}",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=run_path,
+        metavar="DIR",
+        help=f"directory for the report files: {OUT_HELP}",
+    )
     p.add_argument(
         "--title", default="robustbench-lift report", help="heading of the HTML and Markdown reports"
     )

@@ -23,9 +23,34 @@ import argparse
 import json
 from typing import Any
 
-from ._args import UsageError, device_name, non_negative_int, positive_int
+from ._args import HelpFormatter, UsageError, device_name, non_negative_int, positive_int
 
-__all__ = ["register", "run", "parse_options"]
+__all__ = ["register", "run", "parse_options", "OPTIMIZERS", "VAL_SPLITS"]
+
+#: ``--optimizer`` / ``--val-split`` choices, written out here so that ``--help`` does not import torch (a test
+#: checks them against ``robustbench_lift.train``).
+OPTIMIZERS = ("sgd", "adamw")
+VAL_SPLITS = ("holdout", "test")
+
+
+def arch_name(text: str) -> str:
+    """``--arch``: a registered architecture (the registry is imported only when the option is given)."""
+    from robustbench_lift.models import list_models
+
+    valid = list_models()
+    if text not in valid:
+        raise argparse.ArgumentTypeError(f"unknown architecture {text!r}; valid: {', '.join(valid)}")
+    return text
+
+
+def pool_name(text: str) -> str:
+    """``--pool``: a registered pooling layer (the registry is imported only when the option is given)."""
+    from robustbench_lift.layers.pools import list_pools
+
+    valid = list_pools()
+    if text not in valid:
+        raise argparse.ArgumentTypeError(f"unknown pooling {text!r}; valid: {', '.join(valid)}")
+    return text
 
 
 def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -47,25 +72,37 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from robustbench_lift.layers.pools import list_pools
-    from robustbench_lift.models import list_models
-    from robustbench_lift.train import OPTIMIZERS, VAL_SPLITS
-
     p = subparsers.add_parser(
         "train",
         help="train a model with a given pooling layer (resumable)",
         description=__doc__.split("\n\n")[0],
         epilog="Re-running the same command resumes after the last finished epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--arch", required=True, choices=list_models(), help="model architecture")
-    p.add_argument("--pool", required=True, choices=list_pools(), help="pooling at every downsampling point")
+    p.add_argument(
+        "--arch",
+        required=True,
+        type=arch_name,
+        metavar="ARCH",
+        help="registered model architecture, e.g. convnet, resnet18 (a wrong name lists them all)",
+    )
+    p.add_argument(
+        "--pool",
+        required=True,
+        type=pool_name,
+        metavar="POOL",
+        help="pooling at every downsampling point, e.g. lift, max, avg, blur (a wrong name lists them all)",
+    )
     p.add_argument(
         "--dataset", required=True, help="dataset spec, e.g. fashion-mnist, cifar10:ROOT (train split)"
     )
     p.add_argument("--epochs", required=True, type=positive_int, help="total number of epochs")
     p.add_argument(
-        "--out", required=True, help="last checkpoint (.safetensors); best and resume state go next to it"
+        "--out",
+        required=True,
+        metavar="FILE.safetensors",
+        help="last checkpoint, a path used as given ending in .safetensors (the only format written); best and "
+        "resume state go next to it",
     )
     p.add_argument(
         "--val-split",
@@ -83,16 +120,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--val-dataset", default=None, help="validate on this dataset spec (its test split) instead"
     )
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per training step")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="SGD (momentum, Nesterov) or AdamW")
     p.add_argument(
         "--lr", type=float, default=None, help="peak learning rate (default: 0.05 SGD, 2e-3 AdamW)"
     )
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum for SGD")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4 SGD, 0.05 AdamW")
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="weight decay (default: 5e-4 SGD, 0.05 AdamW)"
+    )
     p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up, then cosine decay")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="label smoothing of the loss, in [0, 1)"
+    )
     p.add_argument(
         "--crop-padding", type=non_negative_int, default=4, help="random-crop padding (0: no crops)"
     )

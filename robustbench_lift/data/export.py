@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_dir, atomic_path, atomic_write_bytes
+from .loader import select_indices
 
 __all__ = ["FORMATS", "JPEG_QUALITY", "META_FILE", "write_corrupted", "class_folder_names", "sample_ids"]
 
@@ -62,9 +63,11 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
     return [f"{i:0{width}d}_{p}" for i, p in enumerate(plain)]
 
 
-def sample_ids(dataset: _Dataset, n: int) -> list[int]:
+def sample_ids(dataset: _Dataset, positions: int | Sequence[int]) -> list[int]:
+    """The sample ids (what seeds each image's corruption) of the images at ``positions`` (an int n: the first n)."""
     fn = getattr(dataset, "sample_id", None)
-    return [int(fn(i)) if fn is not None else i for i in range(n)]
+    indices = range(positions) if isinstance(positions, int) else positions
+    return [int(fn(i)) if fn is not None else int(i) for i in indices]
 
 
 def _batch(dataset: _Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +137,8 @@ def write_corrupted(
         suite: corruption suite name (``corruptions.list_suites()``).
         corruptions: names (default: all of the suite, benchmark then held-out).
         severities: 1..5; the ``npy`` layout needs all five.
-        limit: only the first ``limit`` images.
+        limit: a seeded random subset of ``limit`` images, the same images ``evaluate --limit`` picks for the same
+            ``seed`` (:func:`robustbench_lift.data.loader.select_indices`); written in dataset order.
         seed: global seed; image i at (corruption c, severity s) depends only on (seed, sample_id(i), c, s).
         fmt: ``"npy"`` (CIFAR-10-C) or ``"jpeg-folders"`` (ImageNet-C).
         backend: ``"torch"`` or ``"reference"`` (imagecorruptions, ``imagenet-c`` only).
@@ -170,9 +174,10 @@ def write_corrupted(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
+    positions = [int(i) for i in select_indices(len(dataset), limit, int(seed))]
+    n = len(positions)
     if n == 0:
         raise ValueError("the dataset is empty")
     sevs = sorted(sevs)
@@ -193,6 +198,8 @@ def write_corrupted(
         "class_names": [str(c) for c in dataset.class_names],
         "jpeg_quality": JPEG_QUALITY if fmt == "jpeg-folders" else None,
     }
+    if n < len(dataset):  # which images: a set written from the first N (older versions) is not resumed
+        meta["subset"] = "seeded random (select_indices)"
     meta_path = out / META_FILE
     if meta_path.is_file() and not overwrite:
         try:
@@ -209,7 +216,7 @@ def write_corrupted(
         (json.loads(meta_path.read_text()).get("corruptions", [])) if meta_path.is_file() else []
     )
 
-    ids = sample_ids(dataset, n)
+    ids = sample_ids(dataset, positions)
     folders = class_folder_names(dataset.class_names) if fmt == "jpeg-folders" else []
     written, skipped = [], []
     labels_all: np.ndarray | None = None
@@ -224,11 +231,11 @@ def write_corrupted(
         t0 = time.perf_counter()
         if fmt == "npy":
             labels_all = _write_npy(
-                dataset, final, name, sevs, n, ids, seed, suite, batch_size, backend, corrupt
+                dataset, final, name, sevs, positions, ids, seed, suite, batch_size, backend, corrupt
             )
         else:
             labels_all = _write_folders(
-                dataset, final, name, sevs, n, ids, seed, suite, batch_size, backend, folders, corrupt
+                dataset, final, name, sevs, positions, ids, seed, suite, batch_size, backend, folders, corrupt
             )
         written.append(name)
         done_before.add(name)
@@ -242,10 +249,7 @@ def write_corrupted(
         labels_path = out / "labels.npy"
         if labels_all is None and not labels_path.is_file():
             labels_all = np.concatenate(
-                [
-                    _batch(dataset, range(i, min(i + batch_size, n)))[1].numpy()
-                    for i in range(0, n, batch_size)
-                ]
+                [_batch(dataset, positions[i : i + batch_size])[1].numpy() for i in range(0, n, batch_size)]
             )
         if labels_all is not None:
             _save_npy_atomic(labels_path, np.tile(labels_all.astype(np.int64), 5))
@@ -259,16 +263,17 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 def _write_npy(
-    dataset, final: Path, name, sevs, n, ids, seed, suite, batch_size, backend, corrupt
+    dataset, final: Path, name, sevs, positions, ids, seed, suite, batch_size, backend, corrupt
 ) -> np.ndarray:
-    first, _ = _batch(dataset, [0])
+    n = len(positions)
+    first, _ = _batch(dataset, positions[:1])
     c, h, w = first.shape[1:]
     labels = np.empty(n, dtype=np.int64)
     with atomic_path(final) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(5 * n, h, w, c))
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            images, lab = _batch(dataset, range(start, stop))
+            images, lab = _batch(dataset, positions[start:stop])
             if tuple(images.shape[1:]) != (c, h, w):
                 raise ValueError(f"image {start} has shape {tuple(images.shape[1:])}, expected {(c, h, w)}")
             labels[start:stop] = lab.numpy()
@@ -281,8 +286,9 @@ def _write_npy(
 
 
 def _write_folders(
-    dataset, final: Path, name, sevs, n, ids, seed, suite, batch_size, backend, folders, corrupt
+    dataset, final: Path, name, sevs, positions, ids, seed, suite, batch_size, backend, folders, corrupt
 ) -> np.ndarray:
+    n = len(positions)
     labels = np.empty(n, dtype=np.int64)
     width = max(8, len(str(max(ids))))
     with atomic_dir(final) as tmp:
@@ -291,7 +297,7 @@ def _write_folders(
                 (tmp / str(s) / folder).mkdir(parents=True, exist_ok=True)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            images, lab = _batch(dataset, range(start, stop))
+            images, lab = _batch(dataset, positions[start:stop])
             labels[start:stop] = lab.numpy()
             for s in sevs:
                 y = corrupt(images, name, s, suite=suite, seed=seed, ids=ids[start:stop], backend=backend)

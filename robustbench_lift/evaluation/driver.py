@@ -303,6 +303,12 @@ def evaluate(
     if skipped_files:
         info["skipped_image_files"] = int(skipped_files)
 
+    if baseline is not None:
+        # refuse an unknown baseline before the manifest is written
+        stored = {} if new_run else (store.read_manifest() or {}).get("config", {}).get("models", {})
+        _choose_baseline(
+            baseline, order=[m.name for m in models] + sorted(stored), models={**stored, **config["models"]}
+        )
     with store:
         manifest = store.open(config, overwrite=new_run, info=info)
         run_models = manifest["config"]["models"]

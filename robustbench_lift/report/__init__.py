@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write_bytes, atomic_write_text
+
 __all__ = ["ReportResult", "write_report"]
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def write_report(
         report.notes.append(f"no {', '.join(absent)} rows in the run(s): those sections are left out")
     for name, df in tables.items():
         path = out / f"{name}.csv"
-        df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+        atomic_write_text(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
         report.files.append(path)
     answer = report_answer(runs, out)
     report.files += answer.files
@@ -102,7 +104,7 @@ def write_report(
     gallery_png = report_gallery(loaded, results, gallery, make_gallery and gallery is None, report.notes)
     if gallery_png is not None:
         path = out / "gallery.png"
-        path.write_bytes(gallery_png)
+        atomic_write_bytes(path, gallery_png)
         report.files.append(path)
     page = render_html(
         title=title,
@@ -114,7 +116,7 @@ def write_report(
         notes=report.notes,
         answer=answer,
     )
-    (out / "report.html").write_text(page, encoding="utf-8")
+    atomic_write_text(out / "report.html", page)
     md = render_markdown(
         title=title,
         runs=loaded,
@@ -123,7 +125,7 @@ def write_report(
         notes=report.notes,
         answer=answer,
     )
-    (out / "report.md").write_text(md, encoding="utf-8")
+    atomic_write_text(out / "report.md", md)
     report.files += [out / "report.html", out / "report.md"]
     report.removed = _remove_stale(out, report.files)
     return report

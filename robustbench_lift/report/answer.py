@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..fileio import atomic_write_text
 from ..metrics.seeds import IMAGES_ONLY, SEED_TABLE_COLUMNS
 
 __all__ = [
@@ -362,6 +363,6 @@ def report_answer(runs: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     files = []
     for name, df in (("answer.csv", answer), ("summary_groups.csv", group_df)):
         target = out / name
-        df.to_csv(target, index=False, float_format="%.6g", lineterminator="\n")
+        atomic_write_text(target, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
         files.append(target)
     return ReportAnswer(lines=lines, answer=answer, groups=group_df, files=files, notes=notes)

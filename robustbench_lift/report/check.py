@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..fileio import atomic_write_text
 from ..schema import CORE_RESULT_COLUMNS, RESULT_COLUMNS
 from ..store import MANIFEST as MANIFEST_FILE
 from ..store import RESULTS as RESULTS_FILE
@@ -456,7 +457,7 @@ def write_baseline(
                 if thresholds.get(d)
             },
         }
-        p.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        atomic_write_text(p, json.dumps(data, indent=2, sort_keys=False) + "\n")
     else:
         rows = []
         for model, vals in values.items():
@@ -466,9 +467,8 @@ def write_baseline(
                     t = thresholds.get(d, {}).get(key)
                     row[d] = "" if t is None else (f"{t.amount:g}%" if t.relative else f"{t.amount:g}")
                 rows.append(row)
-        pd.DataFrame(rows, columns=["model", "metric", "value", *DIRECTIONS]).to_csv(
-            p, index=False, lineterminator="\n"
-        )
+        table = pd.DataFrame(rows, columns=["model", "metric", "value", *DIRECTIONS])
+        atomic_write_text(p, table.to_csv(index=False, lineterminator="\n"))
     return p
 
 

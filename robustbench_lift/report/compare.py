@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..fileio import atomic_write_text
 from ..schema import CLEAN
 from .baseline import run_baseline
 from .rows import BENCHMARK, HELD_OUT
@@ -469,10 +470,9 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write the full comparison table as CSV."""
+    """Write the full comparison table as CSV (atomically: an earlier file is replaced only by a complete one)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(p, index=False, float_format="%.6g", lineterminator="\n")
+    atomic_write_text(p, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     return p
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from .batches import augment
 from .config import (
+    CHECKPOINT_SUFFIXES,
     NO_FLIP_DATASETS,
     OPTIMIZERS,
     VAL_SPLITS,
@@ -57,6 +58,7 @@ from .loop import train
 from .optim import warmup_cosine
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "NO_FLIP_DATASETS",
     "OPTIMIZERS",
     "TrainConfig",

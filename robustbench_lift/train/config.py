@@ -15,6 +15,8 @@ OPTIMIZERS = ("sgd", "adamw")
 NO_FLIP_DATASETS = ("mnist", "svhn")
 #: Where validation images come from when no validation dataset is given (see :func:`~.loop.train`).
 VAL_SPLITS = ("holdout", "test")
+#: Suffixes ``train(out=...)`` accepts: checkpoints are written as safetensors (nothing else is produced).
+CHECKPOINT_SUFFIXES = (".safetensors",)
 #: Largest default held-out split (:func:`default_holdout`).
 MAX_DEFAULT_HOLDOUT = 5_000
 _DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}

@@ -24,6 +24,7 @@ from .batches import _as_float, _batches, _channel_stats, _load, _subset, augmen
 from .config import (
     _DEFAULT_LR,
     _DEFAULT_WD,
+    CHECKPOINT_SUFFIXES,
     OPTIMIZERS,
     VAL_SPLITS,
     TrainConfig,
@@ -179,6 +180,11 @@ def train(
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"out must be a file path (e.g. {out / 'model.safetensors'}), got the folder {out}")
+    if out.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ValueError(
+            f"out {str(out)!r}: training writes .safetensors checkpoints (loadable without running code); "
+            f"accepted suffixes: {', '.join(CHECKPOINT_SUFFIXES)} (e.g. {out.with_suffix('.safetensors').name})"
+        )
     dev = (
         torch.device(device)
         if device is not None

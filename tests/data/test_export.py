@@ -11,6 +11,7 @@ from PIL import Image
 
 import corruptions
 from robustbench_lift.data import export as cmd
+from robustbench_lift.data.loader import select_indices
 from tests.fixtures.tiny_set import TinySet
 
 
@@ -22,13 +23,16 @@ def test_cifar10_c_layout_round_trip(tmp_path):
         ds, tmp_path, suite="cifar10-c", corruptions=["fog", "contrast"], limit=6, seed=3
     )
     assert info["written"] == ["fog", "contrast"] and info["num_images"] == 6
+    # --limit picks the seeded random subset evaluate picks (select_indices), kept in dataset order
+    pos = select_indices(7, 6, 3).tolist()
+    assert pos != list(range(6)) and pos == sorted(pos)
     fog = np.load(tmp_path / "fog.npy")
     labels = np.load(tmp_path / "labels.npy")
     assert fog.dtype == np.uint8 and fog.shape == (30, 32, 32, 3)
-    assert labels.dtype == np.int64 and labels.tolist() == [i % 3 for i in range(6)] * 5
+    assert labels.dtype == np.int64 and labels.tolist() == [i % 3 for i in pos] * 5
     # severity s = rows (s-1)*N : s*N, seeded by the dataset's sample ids
     expected = corruptions.corrupt(
-        ds.images[:6], "fog", 4, suite="cifar10-c", seed=3, ids=list(range(100, 106))
+        ds.images[pos], "fog", 4, suite="cifar10-c", seed=3, ids=[100 + i for i in pos]
     )
     np.testing.assert_array_equal(fog[18:24], expected.permute(0, 2, 3, 1).numpy())
     assert not (fog[0:6] == fog[24:30]).all()
@@ -40,12 +44,13 @@ def test_cifar10_c_layout_round_trip(tmp_path):
     ]
     meta = json.loads((tmp_path / "corrupt_meta.json").read_text())
     assert meta["suite"] == "cifar10-c" and meta["corruptions"] == ["contrast", "fog"] and meta["seed"] == 3
+    assert meta["subset"] == "seeded random (select_indices)"
 
     pre = open_dataset(f"cifar10-c:{tmp_path}")
     assert pre.corruptions == ("fog", "contrast") and pre.image_size == (32, 32)
     cell = pre.cell("fog", 4)
     x, y = cell[2]
-    assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and y == 2
+    assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and y == pos[2] % 3
     assert torch.equal(x, expected[2])
 
 

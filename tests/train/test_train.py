@@ -339,7 +339,12 @@ def test_warmup_cosine():
 )
 def test_bad_arguments(tmp_path, data, kw, match):
     args = dict(
-        arch="convnet", pool="max", dataset=data[0], val_dataset=data[1], epochs=1, out=tmp_path / "x"
+        arch="convnet",
+        pool="max",
+        dataset=data[0],
+        val_dataset=data[1],
+        epochs=1,
+        out=tmp_path / "x.safetensors",
     )
     args.update(kw)
     with pytest.raises(ValueError, match=match):
@@ -348,7 +353,14 @@ def test_bad_arguments(tmp_path, data, kw, match):
 
 def test_bad_dataset_type(tmp_path):
     with pytest.raises(TypeError, match="num_classes"):
-        train("convnet", "max", [(torch.zeros(1, 4, 4), 0)] * 4, epochs=1, out=tmp_path / "x", holdout=1)
+        train(
+            "convnet",
+            "max",
+            [(torch.zeros(1, 4, 4), 0)] * 4,
+            epochs=1,
+            out=tmp_path / "x.safetensors",
+            holdout=1,
+        )
 
 
 needs_fmnist = pytest.mark.skipif(
@@ -381,9 +393,9 @@ def test_cli_train_and_resume(tmp_path, capsys):
 
 def test_cli_usage_errors(tmp_path, capsys):
     base = ["train", "--arch", "convnet", "--pool", "max", "--dataset", "fashion-mnist", "--epochs", "1"]
-    assert main([*base, "--out", str(tmp_path / "a"), "--model-opt", "widths"]) == 2
+    assert main([*base, "--out", str(tmp_path / "a.safetensors"), "--model-opt", "widths"]) == 2
     assert "--model-opt expects KEY=VALUE" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "a"), "--dataset", "nosuchset"]) == 2
+    assert main([*base, "--out", str(tmp_path / "a.safetensors"), "--dataset", "nosuchset"]) == 2
     assert "unknown dataset 'nosuchset'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["train", "--arch", "resnet7", "--pool", "max", "--dataset", "x", "--epochs", "1", "--out", "y"])
