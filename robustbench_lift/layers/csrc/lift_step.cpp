@@ -78,21 +78,25 @@ void plane_forward(const T* xe, const T* xo, int64_t rs, T* d, T* s, int64_t m, 
   T* lane_p = acc + v_len;
   T* lane_u = lane_p + v_len;
   std::fill(lane_p, lane_p + 2 * v_len, T(0));
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {  // d = xo - P(xe)
     filter_row(acc, xe, rs, i, m, v_len, wp, k);
     const T* o = xo + i * rs;
     T* di = d + i * v_len;
+#pragma GCC ivdep
     for (int64_t v = 0; v < v_len; ++v) {
       T dv = o[v] - act_tanh(ap * std::max(acc[v], T(0)));
       di[v] = dv;
       lane_p[v] += dv * dv;
     }
   }
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {  // s = xe + U(d)
     filter_row(acc, d, v_len, i, m, v_len, wu, k);
     const T* e = xe + i * rs;
     const T* o = xo + i * rs;
     T* si = s + i * v_len;
+#pragma GCC ivdep
     for (int64_t v = 0; v < v_len; ++v) {
       T sv = e[v] + act_tanh(au * std::max(acc[v], T(0)));
       si[v] = sv;
@@ -124,19 +128,24 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
   T* lane_au = lane_wu + k * v_len;
   std::fill(lane, lane + (2 * k + 2) * v_len, T(0));
   // Recompute the forward's filter outputs and d.
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
     filter_row(hp + i * v_len, xe, rs, i, m, v_len, wp, k);
     const T* o = xo + i * rs;
     const T* h = hp + i * v_len;
     T* di = dd + i * v_len;
+#pragma GCC ivdep
     for (int64_t v = 0; v < v_len; ++v) di[v] = o[v] - act_tanh(ap * std::max(h[v], T(0)));
   }
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) filter_row(hu + i * v_len, dd, v_len, i, m, v_len, wu, k);
   // Through s = xe + tanh(au * relu(hu)) and the loss terms.
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
     const T *e = xe + i * rs, *o = xo + i * rs, *h = hu + i * v_len, *gsi = gs + i * v_len, *gdi = gd + i * v_len,
             *di = dd + i * v_len;
     T *ge = gxe + i * rs, *go = gxo + i * rs, *ghi = gh + i * v_len, *gdt = g_d + i * v_len;
+#pragma GCC ivdep
     for (int64_t v = 0; v < v_len; ++v) {
       T r = std::max(h[v], T(0));
       T t = act_tanh(au * r);
@@ -151,6 +160,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
     }
   }
   // Through U's filter: taps and the gradient reaching d.
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
     const T* ghi = gh + i * v_len;
     for (int j = 0; j < k; ++j) {
@@ -159,6 +169,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
       T* gq = g_d + q * v_len;
       T* lw = lane_wu + j * v_len;
       const T w = wu[j];
+#pragma GCC ivdep
       for (int64_t v = 0; v < v_len; ++v) {
         lw[v] += ghi[v] * dq[v];
         gq[v] += ghi[v] * w;
@@ -166,9 +177,11 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
     }
   }
   // Through d = xo - tanh(ap * relu(hp)).
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
     const T *h = hp + i * v_len, *gdt = g_d + i * v_len;
     T *go = gxo + i * rs, *ghi = gh + i * v_len;
+#pragma GCC ivdep
     for (int64_t v = 0; v < v_len; ++v) {
       T g = gdt[v];
       go[v] += g;
@@ -180,6 +193,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
     }
   }
   // Through P's filter: taps and the gradient reaching xe.
+#pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
     const T* ghi = gh + i * v_len;
     for (int j = 0; j < k; ++j) {
@@ -188,6 +202,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
       T* gq = gxe + q * rs;
       T* lw = lane_wp + j * v_len;
       const T w = wp[j];
+#pragma GCC ivdep
       for (int64_t v = 0; v < v_len; ++v) {
         lw[v] += ghi[v] * eq[v];
         gq[v] += ghi[v] * w;
@@ -226,6 +241,7 @@ inline void filter_line(T* acc, const T* padded, int64_t m, const T* w, int k) {
   for (int j = 0; j < k; ++j) {
     const T wj = w[j];
     const T* src = padded + j;
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) acc[i] += wj * src[i];
   }
 }
@@ -241,12 +257,14 @@ void rows_forward(const T* x, T* d, T* s, int64_t rows, int64_t m, int k, const 
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * 2 * m;
     T *dr = d + r * m, *sr = s + r * m;
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       e[p + i] = xr[2 * i];
       o[i] = xr[2 * i + 1];
     }
     pad_line(e, m, p);
     filter_line(acc, e, m, wp, k);  // d = xo - P(xe)
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       T dv = o[i] - act_tanh(ap * std::max(acc[i], T(0)));
       dp[p + i] = dv;
@@ -255,6 +273,7 @@ void rows_forward(const T* x, T* d, T* s, int64_t rows, int64_t m, int k, const 
     }
     pad_line(dp, m, p);
     filter_line(acc, dp, m, wu, k);  // s = xe + U(d)
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       T sv = e[p + i] + act_tanh(au * std::max(acc[i], T(0)));
       sr[i] = sv;
@@ -280,18 +299,21 @@ void rows_backward(const T* x, const T* gs, const T* gd, T glu, T glp, T* gx, in
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * 2 * m, *gsr = gs + r * m, *gdr = gd + r * m;
     T* gxr = gx + r * 2 * m;
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       e[p + i] = xr[2 * i];
       o[i] = xr[2 * i + 1];
     }
     pad_line(e, m, p);
     filter_line(hp, e, m, wp, k);
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) dp[p + i] = o[i] - act_tanh(ap * std::max(hp[i], T(0)));
     pad_line(dp, m, p);
     filter_line(hu, dp, m, wu, k);
     // Through s = xe + tanh(au * relu(hu)) and the loss terms.
     std::fill(gdp, gdp + mp, T(0));
     std::fill(gep, gep + mp, T(0));
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       T rr = std::max(hu[i], T(0));
       T t = act_tanh(au * rr);
@@ -309,12 +331,14 @@ void rows_backward(const T* x, const T* gs, const T* gd, T glu, T glp, T* gx, in
       T* lw = lane_wu + j * m;
       const T* src = dp + j;
       T* gsrc = gdp + j;
+#pragma GCC ivdep
       for (int64_t i = 0; i < m; ++i) {
         lw[i] += gh[i] * src[i];
         gsrc[i] += gh[i] * w;
       }
     }
     fold_line(gdp, m, p);
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {  // through d = xo - tanh(ap * relu(hp))
       T g = gdp[p + i];
       gxo[i] += g;
@@ -329,12 +353,14 @@ void rows_backward(const T* x, const T* gs, const T* gd, T glu, T glp, T* gx, in
       T* lw = lane_wp + j * m;
       const T* src = e + j;
       T* gsrc = gep + j;
+#pragma GCC ivdep
       for (int64_t i = 0; i < m; ++i) {
         lw[i] += gh[i] * src[i];
         gsrc[i] += gh[i] * w;
       }
     }
     fold_line(gep, m, p);
+#pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
       gxr[2 * i] = gep[p + i];
       gxr[2 * i + 1] = gxo[i];
