@@ -30,11 +30,14 @@ Choices made here (documented in the paper only loosely):
   down pool hands out with ``return_details=True``; :meth:`LiftDetails.ll_from_pooled` recovers LL from the pooled
   output when LL is among the kept bands.
 
-Speed: profiled on CPU, most of a training step went to torch's depthwise-convolution backward (tens of ms at
-64x64x32x32) and to ``torch.tanh``. :func:`reflect_filter` keeps the forward convolution but computes its backward
-itself (the input gradient as a convolution with the flipped taps, folded back over the mirrored border; the tap
-gradients from one batched matmul), and :func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. Both give the same
-values to float rounding; ``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
+Speed: on CPU tensors, each lifting step runs as one fused kernel (:mod:`robustbench_lift.layers.kernel`, the
+C++ file ``csrc/lift_step.cpp``: split, P, U and the loss's sums of squares in one pass per image plane, and a
+backward that recomputes them). Where it cannot run (no compiler, CUDA, user-supplied P/U, planes shorter than the
+filter's padding) the layer runs the steps below as torch operations: :func:`reflect_filter` keeps torch's forward
+convolution but computes its backward itself on planes of at least 32x32 (the input gradient as a convolution with
+the flipped taps folded back over the mirrored border, the tap gradients from one batched matmul), and
+:func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. All paths give the same values to float rounding;
+``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
 """
 
 from __future__ import annotations
