@@ -9,7 +9,9 @@ Usage::
 "forward" runs in eval mode under ``torch.no_grad()`` (inference); "fwd+bwd" runs in training mode with an input
 that requires grad and back-propagates ``y.sum()`` plus, for lift, the layer's auxiliary loss (what training pays).
 ``lift-old`` is the pre-optimisation LiftDownPool2d kept in ``_lift_reference.py``, timed in the same run so the
-speed-up is measured side by side. A second table times one training step (forward, cross-entropy plus the
+speed-up is measured side by side; ``lift-torch`` is today's layer with its fused CPU kernel switched off
+(``RBL_LIFT_KERNEL=0``: torch operations only, what runs where no C++ compiler is found), ``lift`` the layer as it
+runs by default. A second table times one training step (forward, cross-entropy plus the
 auxiliary losses, backward, SGD step) of whole models. Each entry is the minimum over repeats after warm-up: other
 processes only ever add time, so the minimum is the least noisy estimate on a shared machine.
 """
@@ -17,6 +19,7 @@ processes only ever add time, so the minimum is the least noisy estimate on a sh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
@@ -28,16 +31,18 @@ if __name__ == "__main__":  # run as a script: make the project importable (see 
     import _setup  # noqa: F401
 import torch
 
+from robustbench_lift.layers import kernel
 from robustbench_lift.layers.lift import LiftDownPool2d, lifting_loss
 from robustbench_lift.layers.pools import create_pool, list_pools
 from robustbench_lift.models import build_model
 
-DEFAULT_KINDS = ("max", "avg", "blur", "maxblur", "lift-old", "lift")
+DEFAULT_KINDS = ("max", "avg", "blur", "maxblur", "lift-old", "lift-torch", "lift")
 SHAPES = ((64, 64, 32, 32), (16, 128, 56, 56))
 #: (model, batch, channels, size): the Fashion-MNIST ConvNet and the CIFAR ResNet-18.
 MODELS = (("convnet", 64, 1, 28), ("resnet18", 32, 3, 32))
-MODEL_POOLS = ("max", "blur", "lift-old", "lift")
+MODEL_POOLS = ("max", "blur", "lift-old", "lift-torch", "lift")
 OLD = "lift-old"
+TORCH = "lift-torch"
 
 
 def _reference_module():
@@ -68,7 +73,21 @@ def _to_reference(module: torch.nn.Module) -> torch.nn.Module:
 def _pool(kind: str, channels: int) -> torch.nn.Module:
     if kind == OLD:
         return _to_reference(create_pool("lift", channels))
-    return create_pool(kind, channels)
+    return create_pool("lift" if kind == TORCH else kind, channels)
+
+
+@contextlib.contextmanager
+def _fused_kernel(on: bool):
+    """Switch LiftPool's fused CPU kernel on or off (it reads RBL_LIFT_KERNEL at each call)."""
+    before = os.environ.get("RBL_LIFT_KERNEL")
+    os.environ["RBL_LIFT_KERNEL"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RBL_LIFT_KERNEL")
+        else:
+            os.environ["RBL_LIFT_KERNEL"] = before
 
 
 def _sync(device: torch.device) -> None:
@@ -114,10 +133,11 @@ def bench_one(
         loss = pool(x_grad).sum() + lifting_loss(pool)
         loss.backward()
 
-    pool.eval()
-    fwd = _min_ms(forward, device, warmup, repeats)
-    pool.train()
-    fwd_bwd = _min_ms(forward_backward, device, warmup, repeats)
+    with _fused_kernel(kind != TORCH):
+        pool.eval()
+        fwd = _min_ms(forward, device, warmup, repeats)
+        pool.train()
+        fwd_bwd = _min_ms(forward_backward, device, warmup, repeats)
     return fwd, fwd_bwd
 
 
@@ -133,7 +153,7 @@ def bench_model_step(
 ) -> float:
     """Minimum milliseconds of one SGD training step of ``arch`` built with ``pool``."""
     torch.manual_seed(0)  # model initialisation only; the batch comes from its own generator
-    model = build_model(arch, pool="lift" if pool == OLD else pool, in_channels=channels)
+    model = build_model(arch, pool="lift" if pool in (OLD, TORCH) else pool, in_channels=channels)
     if pool == OLD:
         model = _to_reference(model)
     model = model.to(device).train()
@@ -148,7 +168,8 @@ def bench_model_step(
         loss.backward()
         opt.step()
 
-    return _min_ms(step, device, warmup, repeats)
+    with _fused_kernel(pool != TORCH):
+        return _min_ms(step, device, warmup, repeats)
 
 
 def _ratio(table: dict, a: str, b: str, col: int) -> str:
@@ -164,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all)"
     )
     parser.add_argument(
-        "--kinds", nargs="+", default=list(DEFAULT_KINDS), choices=[*list_pools(), OLD], metavar="KIND"
+        "--kinds", nargs="+", default=list(DEFAULT_KINDS), choices=[*list_pools(), OLD, TORCH], metavar="KIND"
     )
     parser.add_argument(
         "--devices", nargs="+", default=None, help="devices to time (default: cpu, plus cuda when available)"
@@ -194,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (5 if args.quick else 20)
     kinds = list(dict.fromkeys(["max", *args.kinds]))  # max is the reference of the ratios
     print(f"torch {torch.__version__}, {args.threads} CPU threads, min of {repeats} after {warmup} warm-up")
+    built = kernel.available() if kernel.enabled() else False
+    print(f"LiftPool fused CPU kernel: {'built' if built else 'unavailable: ' + str(kernel.build_error())}")
     header = (
-        f"{'device':<7} {'shape (N,C,H,W)':<18} {'pool':<8} {'forward ms':>11} {'x max':>6} {'x blur':>6}"
+        f"{'device':<7} {'shape (N,C,H,W)':<18} {'pool':<10} {'forward ms':>11} {'x max':>6} {'x blur':>6}"
         f" {'fwd+bwd ms':>11} {'x max':>6} {'x blur':>6}"
     )
     print(header)
@@ -207,19 +230,20 @@ def main(argv: list[str] | None = None) -> int:
             shape_s = "x".join(map(str, shape))
             for kind, (fwd, fwd_bwd) in results.items():
                 print(
-                    f"{name:<7} {shape_s:<18} {kind:<8} {fwd:>11.2f} {_ratio(results, kind, 'max', 0)} "
+                    f"{name:<7} {shape_s:<18} {kind:<10} {fwd:>11.2f} {_ratio(results, kind, 'max', 0)} "
                     f"{_ratio(results, kind, 'blur', 0)} {fwd_bwd:>11.2f} {_ratio(results, kind, 'max', 1)} "
                     f"{_ratio(results, kind, 'blur', 1)}"
                 )
-            if OLD in results and "lift" in results:
-                print(
-                    f"{'':<7} {shape_s:<18} lift-old / lift: forward {_ratio(results, OLD, 'lift', 0)}, "
-                    f"fwd+bwd {_ratio(results, OLD, 'lift', 1)}"
-                )
+            for base in (OLD, TORCH):
+                if base in results and "lift" in results:
+                    print(
+                        f"{'':<7} {shape_s:<18} {base} / lift: forward {_ratio(results, base, 'lift', 0)}, "
+                        f"fwd+bwd {_ratio(results, base, 'lift', 1)}"
+                    )
     if args.no_models:
         return 0
     print()
-    header = f"{'device':<7} {'model':<18} {'pool':<8} {'train step ms':>13} {'x max':>6} {'x blur':>6}"
+    header = f"{'device':<7} {'model':<18} {'pool':<10} {'train step ms':>13} {'x max':>6} {'x blur':>6}"
     print(header)
     print("-" * len(header))
     for name in devices:
@@ -232,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             for pool, (ms,) in steps.items():
                 print(
-                    f"{name:<7} {label:<18} {pool:<8} {ms:>13.1f} {_ratio(steps, pool, 'max', 0)} "
+                    f"{name:<7} {label:<18} {pool:<10} {ms:>13.1f} {_ratio(steps, pool, 'max', 0)} "
                     f"{_ratio(steps, pool, 'blur', 0)}"
                 )
-            print(f"{'':<7} {label:<18} lift-old / lift: {_ratio(steps, OLD, 'lift', 0)}")
+            for base in (OLD, TORCH):
+                print(f"{'':<7} {label:<18} {base} / lift: {_ratio(steps, base, 'lift', 0)}")
     return 0
 
 

@@ -30,11 +30,14 @@ Choices made here (documented in the paper only loosely):
   down pool hands out with ``return_details=True``; :meth:`LiftDetails.ll_from_pooled` recovers LL from the pooled
   output when LL is among the kept bands.
 
-Speed: profiled on CPU, most of a training step went to torch's depthwise-convolution backward (tens of ms at
-64x64x32x32) and to ``torch.tanh``. :func:`reflect_filter` keeps the forward convolution but computes its backward
-itself (the input gradient as a convolution with the flipped taps, folded back over the mirrored border; the tap
-gradients from one batched matmul), and :func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. Both give the same
-values to float rounding; ``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
+Speed: on CPU tensors, each lifting step runs as one fused kernel (:mod:`robustbench_lift.layers.kernel`, the
+C++ file ``csrc/lift_step.cpp``: split, P, U and the loss's sums of squares in one pass per image plane, and a
+backward that recomputes them). Where it cannot run (no compiler, CUDA, user-supplied P/U, planes shorter than the
+filter's padding) the layer runs the steps below as torch operations: :func:`reflect_filter` keeps torch's forward
+convolution but computes its backward itself on planes of at least 32x32 (the input gradient as a convolution with
+the flipped taps folded back over the mirrored border, the tap gradients from one batched matmul), and
+:func:`fast_tanh` evaluates ``2 * sigmoid(2x) - 1``. All paths give the same values to float rounding;
+``benchmarks/_lift_reference.py`` keeps the plain version that the tests compare with.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from robustbench_lift.layers import kernel
 from robustbench_lift.layers.blur import pad_nd
 
 __all__ = [
@@ -319,6 +323,9 @@ def _lift_down(
     height, width = x.shape[-2:]
     pad_h, pad_w = height % 2, width % 2
     x = pad_nd(x, (0, pad_w, 0, pad_h), "reflect")
+    fused = _fused_lifts(x, predict, update)
+    if fused is not None:
+        return _lift_down_fused(x, fused, bands, (height, width), (pad_h, pad_w), aux_loss)
     s, d, xo = _lift(x, predict, update, -1)
     ll, lh, xo_s = _lift(s, predict, update, -2)
     bands_d = {"LL": ll, "LH": lh}
@@ -346,6 +353,49 @@ def _lift_down(
         loss_u=torch.stack(losses_u).mean() if aux_loss else None,
         loss_p=torch.stack(losses_p).mean() if aux_loss else None,
     )
+    return y, details
+
+
+def _fused_lifts(x: Tensor, predict: LiftFn, update: LiftFn) -> tuple[Tensor, ...] | None:
+    """P's and U's weights as (taps, scale) when the fused CPU kernel can run this layer, else None."""
+    if not (isinstance(predict, LiftingFunction) and isinstance(update, LiftingFunction)):
+        return None
+    if predict.kernel_size != update.kernel_size or not kernel.enabled() or x.device.type != "cpu":
+        return None
+    w = predict.depthwise
+    if not (kernel.supports(x, w, -1) and kernel.supports(x[..., :, : x.shape[-1] // 2], w, -2)):
+        return None
+    c, k = predict.channels, predict.kernel_size
+    return (
+        predict.depthwise.view(c, k),
+        predict.pointwise.view(c),
+        update.depthwise.view(c, k),
+        update.pointwise.view(c),
+    )
+
+
+def _lift_down_fused(
+    x: Tensor,
+    weights: tuple[Tensor, ...],
+    bands: tuple[str, ...],
+    input_size: tuple[int, int],
+    padding: tuple[int, int],
+    aux_loss: bool,
+) -> tuple[Tensor, LiftDetails]:
+    """:func:`_lift_down` with each lifting step (split, P, U and the loss sums) as one fused kernel call."""
+    s, d, su_w, sp_w = kernel.lift_step(x, *weights, axis=-1)
+    ll, lh, su_s, sp_s = kernel.lift_step(s, *weights, axis=-2)
+    hl, hh, su_d, sp_d = kernel.lift_step(d, *weights, axis=-2)
+    bands_d = {"LL": ll, "LH": lh, "HL": hl, "HH": hh}
+    y = bands_d[bands[0]]
+    for b in bands[1:]:
+        y = y + bands_d[b]
+    loss_u = loss_p = None
+    if aux_loss:
+        # Each sum of squares divided by its element count: the mean of each lift, as in _lift_down.
+        loss_u = (su_w / s.numel() + su_s / ll.numel() + su_d / hl.numel()) / 3
+        loss_p = (sp_w / d.numel() + sp_s / lh.numel() + sp_d / hh.numel()) / 3
+    details = LiftDetails(ll, lh, hl, hh, input_size, padding, bands, loss_u, loss_p)
     return y, details
 
 

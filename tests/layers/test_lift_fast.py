@@ -66,7 +66,7 @@ def _run(layer, x, bands):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kernel_size", [3, 5, 7])
-@pytest.mark.parametrize("size", [(8, 8), (7, 9), (13, 6), (3, 5)])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (13, 6), (3, 5), (21, 34)])
 def test_matches_reference_training(dtype, kernel_size, size):
     new, old = _pair(3, kernel_size, "all", dtype, seed=kernel_size + size[0])
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(size[1]), dtype=dtype) * 2
@@ -121,12 +121,17 @@ def test_fast_tanh_matches_tanh():
     assert torch.autograd.gradcheck(fast_tanh, (x[::500].detach().clone().requires_grad_(True),))
 
 
-@pytest.fixture(autouse=True, params=["custom-backward", "size-switch"])
+@pytest.fixture(autouse=True, params=["fused-kernel", "torch-custom-backward", "torch-size-switch"])
 def _fast_path(request, monkeypatch):
-    """Run every test twice: with the custom backward forced on every plane size, and with the default size switch
-    (small planes use torch's own convolution backward)."""
+    """Run every test three times: with the fused CPU kernel (where the layer's sizes allow it), and on torch
+    operations alone with the custom backward forced on every plane size and with the default size switch (small
+    planes use torch's own convolution backward)."""
     import robustbench_lift.layers.lift as lift_module
 
-    if request.param == "custom-backward":
+    if request.param == "fused-kernel":
+        monkeypatch.setenv("RBL_LIFT_KERNEL", "1")
+    else:
+        monkeypatch.setenv("RBL_LIFT_KERNEL", "0")
+    if request.param == "torch-custom-backward":
         monkeypatch.setattr(lift_module, "FAST_MIN_PLANE", 0)
     yield
