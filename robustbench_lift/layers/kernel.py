@@ -137,7 +137,7 @@ def build_error() -> str | None:
 
 
 def supports(x: Tensor, weight: Tensor, axis: int) -> bool:
-    """Whether :func:`lift_step` can run ``x``: CPU float32/float64, even length along ``axis``, longer than K."""
+    """Whether :func:`lift_step` can run ``x``: CPU float32/float64, even along ``axis``, halves longer than K // 2."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
         return False
     length = x.shape[axis]

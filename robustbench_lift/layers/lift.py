@@ -360,10 +360,10 @@ def _fused_lifts(x: Tensor, predict: LiftFn, update: LiftFn) -> tuple[Tensor, ..
     """P's and U's weights as (taps, scale) when the fused CPU kernel can run this layer, else None."""
     if not (isinstance(predict, LiftingFunction) and isinstance(update, LiftingFunction)):
         return None
-    if predict.kernel_size != update.kernel_size or not kernel.enabled() or x.device.type != "cpu":
+    if predict.kernel_size != update.kernel_size:
         return None
-    w = predict.depthwise
-    if not (kernel.supports(x, w, -1) and kernel.supports(x[..., :, : x.shape[-1] // 2], w, -2)):
+    # The vertical steps run on s and d, which keep x's height.
+    if not (kernel.supports(x, predict.depthwise, -1) and kernel.supports(x, predict.depthwise, -2)):
         return None
     c, k = predict.channels, predict.kernel_size
     return (

@@ -60,6 +60,26 @@ inline void filter_row(T* acc, const T* base, int64_t stride, int64_t i, int64_t
   }
 }
 
+// The transpose of filter_row for output line i: adds the taps' gradients (per lane, lanes[j * V + v]) and the
+// gradient reaching each padded input line, gsrc(q) += g * w[j], q = reflect(i + j - p).
+template <class T>
+inline void filter_row_grad(const T* g, const T* src, T* gsrc, int64_t stride, int64_t i, int64_t m, int64_t v_len,
+                            const T* w, int k, T* lanes) {
+  const int p = k / 2;
+  for (int j = 0; j < k; ++j) {
+    const int64_t q = reflect(i + j - p, m);
+    const T* sq = src + q * stride;
+    T* gq = gsrc + q * stride;
+    T* lw = lanes + j * v_len;
+    const T wj = w[j];
+#pragma GCC ivdep
+    for (int64_t v = 0; v < v_len; ++v) {
+      lw[v] += g[v] * sq[v];
+      gq[v] += g[v] * wj;
+    }
+  }
+}
+
 // Sum of v[0 .. n) in double (the per-lane partial sums below keep the inner loops free of reductions, which the
 // compiler would otherwise not vectorise without reassociating float sums).
 template <class T>
@@ -114,7 +134,6 @@ template <class T>
 void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* gd, T glu, T glp, T* gxe, T* gxo,
                     int64_t m, int64_t v_len, int k, const T* wp, T ap, const T* wu, T au, T* work, double* gwp,
                     double* gap, double* gwu, double* gau) {
-  const int p = k / 2;
   const int64_t n = m * v_len;
   T* hp = work;  // P's and U's filter outputs (pre-ReLU), d, the gradient at the filter outputs and at d
   T* hu = hp + n;
@@ -160,22 +179,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
     }
   }
   // Through U's filter: taps and the gradient reaching d.
-#pragma GCC ivdep
-  for (int64_t i = 0; i < m; ++i) {
-    const T* ghi = gh + i * v_len;
-    for (int j = 0; j < k; ++j) {
-      const int64_t q = reflect(i + j - p, m);
-      const T* dq = dd + q * v_len;
-      T* gq = g_d + q * v_len;
-      T* lw = lane_wu + j * v_len;
-      const T w = wu[j];
-#pragma GCC ivdep
-      for (int64_t v = 0; v < v_len; ++v) {
-        lw[v] += ghi[v] * dq[v];
-        gq[v] += ghi[v] * w;
-      }
-    }
-  }
+  for (int64_t i = 0; i < m; ++i) filter_row_grad(gh + i * v_len, dd, g_d, v_len, i, m, v_len, wu, k, lane_wu);
   // Through d = xo - tanh(ap * relu(hp)).
 #pragma GCC ivdep
   for (int64_t i = 0; i < m; ++i) {
@@ -193,22 +197,7 @@ void plane_backward(const T* xe, const T* xo, int64_t rs, const T* gs, const T* 
     }
   }
   // Through P's filter: taps and the gradient reaching xe.
-#pragma GCC ivdep
-  for (int64_t i = 0; i < m; ++i) {
-    const T* ghi = gh + i * v_len;
-    for (int j = 0; j < k; ++j) {
-      const int64_t q = reflect(i + j - p, m);
-      const T* eq = xe + q * rs;
-      T* gq = gxe + q * rs;
-      T* lw = lane_wp + j * v_len;
-      const T w = wp[j];
-#pragma GCC ivdep
-      for (int64_t v = 0; v < v_len; ++v) {
-        lw[v] += ghi[v] * eq[v];
-        gq[v] += ghi[v] * w;
-      }
-    }
-  }
+  for (int64_t i = 0; i < m; ++i) filter_row_grad(gh + i * v_len, xe, gxe, rs, i, m, v_len, wp, k, lane_wp);
   for (int j = 0; j < k; ++j) {
     gwp[j] = total(lane_wp + j * v_len, v_len);
     gwu[j] = total(lane_wu + j * v_len, v_len);
@@ -243,6 +232,23 @@ inline void filter_line(T* acc, const T* padded, int64_t m, const T* w, int k) {
     const T* src = padded + j;
 #pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) acc[i] += wj * src[i];
+  }
+}
+
+// The transpose of filter_line: taps' gradients per position (lanes[j * M + i]) and the gradient reaching the
+// padded line (gpadded[i + j] += g[i] * w[j]; fold_line then adds its borders to their sources).
+template <class T>
+inline void filter_line_grad(const T* g, const T* padded, T* gpadded, int64_t m, const T* w, int k, T* lanes) {
+  for (int j = 0; j < k; ++j) {
+    const T wj = w[j];
+    const T* src = padded + j;
+    T* gsrc = gpadded + j;
+    T* lw = lanes + j * m;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < m; ++i) {
+      lw[i] += g[i] * src[i];
+      gsrc[i] += g[i] * wj;
+    }
   }
 }
 
@@ -326,17 +332,7 @@ void rows_backward(const T* x, const T* gs, const T* gd, T glu, T glp, T* gx, in
       gh[i] = hu[i] > 0 ? gz * au : T(0);
       gdp[p + i] = gdr[i] + 2 * glp * dp[p + i];
     }
-    for (int j = 0; j < k; ++j) {  // through U's filter
-      const T w = wu[j];
-      T* lw = lane_wu + j * m;
-      const T* src = dp + j;
-      T* gsrc = gdp + j;
-#pragma GCC ivdep
-      for (int64_t i = 0; i < m; ++i) {
-        lw[i] += gh[i] * src[i];
-        gsrc[i] += gh[i] * w;
-      }
-    }
+    filter_line_grad(gh, dp, gdp, m, wu, k, lane_wu);  // through U's filter
     fold_line(gdp, m, p);
 #pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {  // through d = xo - tanh(ap * relu(hp))
@@ -348,17 +344,7 @@ void rows_backward(const T* x, const T* gs, const T* gd, T glu, T glp, T* gx, in
       lane_ap[i] += gz * rr;
       gh[i] = hp[i] > 0 ? gz * ap : T(0);
     }
-    for (int j = 0; j < k; ++j) {  // through P's filter
-      const T w = wp[j];
-      T* lw = lane_wp + j * m;
-      const T* src = e + j;
-      T* gsrc = gep + j;
-#pragma GCC ivdep
-      for (int64_t i = 0; i < m; ++i) {
-        lw[i] += gh[i] * src[i];
-        gsrc[i] += gh[i] * w;
-      }
-    }
+    filter_line_grad(gh, e, gep, m, wp, k, lane_wp);  // through P's filter
     fold_line(gep, m, p);
 #pragma GCC ivdep
     for (int64_t i = 0; i < m; ++i) {
