@@ -85,3 +85,20 @@ def test_too_short_axes_use_torch_lifting():
     # 4 rows: the vertical lifts see 2 even rows, not more than the 2-sample padding of a 5-tap filter.
     assert _fused_lifts(torch.zeros(1, 4, 4, 16), layer.predict, layer.update) is None
     assert _fused_lifts(torch.zeros(1, 4, 6, 16), layer.predict, layer.update) is not None
+
+
+def test_failed_build_falls_back_to_torch_with_the_reason(monkeypatch, tmp_path, caplog):
+    """A compiler that fails: one warning with the reason, and the layer still pools (on torch operations)."""
+    monkeypatch.setattr(kernel, "_lib", None)
+    monkeypatch.setattr(kernel, "_error", None)
+    monkeypatch.setattr(kernel, "_tried", False)
+    monkeypatch.setenv("CXX", "false")  # found on PATH, exits 1
+    monkeypatch.setenv("RBL_CACHE_DIR", str(tmp_path / "fresh-cache"))  # nothing built there yet
+    with caplog.at_level("WARNING", logger=kernel.__name__):
+        assert not kernel.available()
+    assert "false failed" in kernel.build_error()
+    assert "using torch operations" in caplog.text
+    layer, old = _pair(2, 5, "all", torch.float32, seed=1)
+    x = torch.randn(1, 2, 12, 12, generator=torch.Generator().manual_seed(0))
+    assert _fused_lifts(x, layer.predict, layer.update) is None
+    _close(layer(x), old(x), TOL[torch.float32], "torch fallback output")
